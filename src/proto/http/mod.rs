@@ -1,0 +1,1 @@
+//! Minimal HTTP/1.1: request parsing (httparse + limits), path normalisation, responses (STUB).

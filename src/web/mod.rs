@@ -1,0 +1,1 @@
+//! Static files behind the HTTP port: embedded assets or a directory (STUB).
