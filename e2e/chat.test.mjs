@@ -1,0 +1,675 @@
+// Browser end-to-end tests for the MultiUserChat web client.
+//
+// Drives Debian's Chromium through playwright-core (no browser download) and
+// runs under the Node test runner. Normally started by e2e/run.sh, which
+// builds the server, starts it on free loopback ports and passes:
+//   E2E_BASE_URL         http://127.0.0.1:<http port>
+//   E2E_TCP_PORT         the server's raw TCP (JSON lines) port
+//   E2E_SERVER_CMD       shell command that starts the server on those same ports
+//   E2E_SERVER_PIDFILE   file holding the PID of the running server
+//   E2E_SERVER_LOG       server output (appended to when the server is restarted)
+// Optional: E2E_ARTIFACTS (screenshots, DOM and console on failure; default
+// ../target/e2e-artifacts), E2E_SCREENSHOTS=always, E2E_CHROMIUM (default
+// /usr/bin/chromium), E2E_TIMEOUT_MS (per wait, default 10000), E2E_HEADED=1.
+//
+// The restart test stops the server by the PID in the pidfile and starts the
+// same command again; it writes the new PID back so run.sh can always stop it.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync, readFileSync, openSync, closeSync } from 'node:fs';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import net from 'node:net';
+import { chromium } from 'playwright-core';
+
+const env = process.env;
+const HERE = dirname(fileURLToPath(import.meta.url));
+const BASE_URL = env.E2E_BASE_URL;
+const TCP_PORT = Number(env.E2E_TCP_PORT || 0);
+const ARTIFACTS = resolve(env.E2E_ARTIFACTS || join(HERE, '..', 'target', 'e2e-artifacts'));
+const SCREENSHOTS = env.E2E_SCREENSHOTS || 'failure';
+const CHROMIUM = env.E2E_CHROMIUM || '/usr/bin/chromium';
+const STEP = Number(env.E2E_TIMEOUT_MS || 10000);
+const TEST_TIMEOUT = 60000;
+
+// Keeps Chromium quiet and self-contained on a headless CI box (running as root).
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-dev-shm-usage',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+const tid = (id) => `[data-testid="${id}"]`;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------
+// Server control (for the restart test)
+
+function httpPort() {
+  return Number(new URL(BASE_URL).port);
+}
+
+function portOpen(port) {
+  return new Promise((ok) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    s.once('connect', () => { s.destroy(); ok(true); });
+    s.once('error', () => ok(false));
+  });
+}
+
+async function waitUntil(what, fn, timeoutMs = STEP) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await fn()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+async function healthy() {
+  try {
+    const res = await fetch(new URL('/healthz', BASE_URL), { signal: AbortSignal.timeout(1000) });
+    return res.status === 200;
+  } catch {
+    return false;
+  }
+}
+
+function serverPid() {
+  const raw = readFileSync(env.E2E_SERVER_PIDFILE, 'utf8').trim();
+  return raw ? Number(raw) : 0;
+}
+
+let restarted = null; // the server this file started, if any
+
+async function stopServer() {
+  const pid = serverPid();
+  assert.ok(pid > 0, 'no server PID recorded');
+  try { process.kill(pid, 'SIGTERM'); } catch { /* already gone */ }
+  const ports = [httpPort(), TCP_PORT].filter(Boolean);
+  try {
+    await waitUntil('the server to close its ports', async () => {
+      for (const p of ports) if (await portOpen(p)) return false;
+      return true;
+    }, 5000);
+  } catch {
+    try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    await waitUntil('the killed server to close its ports', async () => !(await portOpen(httpPort())), 5000);
+  }
+  if (restarted && restarted.pid === pid) restarted = null;
+  writeFileSync(env.E2E_SERVER_PIDFILE, '');
+}
+
+async function startServer() {
+  const logFd = openSync(env.E2E_SERVER_LOG, 'a');
+  const child = spawn('sh', ['-c', `exec ${env.E2E_SERVER_CMD}`], {
+    detached: true,
+    stdio: ['ignore', logFd, logFd],
+  });
+  closeSync(logFd);
+  restarted = child;
+  writeFileSync(env.E2E_SERVER_PIDFILE, `${child.pid}\n`);
+  await waitUntil('the restarted server to answer /healthz', async () => {
+    if (child.exitCode !== null) throw new Error(`restarted server exited with code ${child.exitCode}`);
+    return healthy();
+  }, 20000);
+}
+
+// Never leave a server this file started running, even if the runner dies.
+process.once('exit', () => {
+  if (restarted && restarted.exitCode === null) try { process.kill(restarted.pid, 'SIGKILL'); } catch { /* gone */ }
+});
+
+// ---------------------------------------------------------------------------
+// Raw TCP client (JSON lines)
+
+class TcpClient {
+  constructor(name) {
+    this.name = name;
+    this.messages = [];
+    this.waiters = [];
+    this.buffer = '';
+  }
+
+  static async connect(name) {
+    const c = new TcpClient(name);
+    await new Promise((ok, fail) => {
+      c.sock = net.connect({ host: '127.0.0.1', port: TCP_PORT }, ok);
+      c.sock.once('error', fail);
+    });
+    c.sock.on('error', () => {});
+    c.sock.setEncoding('utf8');
+    c.sock.on('data', (chunk) => {
+      c.buffer += chunk;
+      let i;
+      while ((i = c.buffer.indexOf('\n')) >= 0) {
+        const line = c.buffer.slice(0, i).replace(/\r$/, '');
+        c.buffer = c.buffer.slice(i + 1);
+        if (!line.trim()) continue;
+        try { c.messages.push(JSON.parse(line)); } catch { c.messages.push({ type: '?', raw: line }); }
+      }
+      c.waiters = c.waiters.filter((w) => !w());
+    });
+    return c;
+  }
+
+  send(obj) {
+    this.sock.write(`${JSON.stringify(obj)}\n`);
+  }
+
+  /** Resolves with the first message (already received or future) matching `pred`. */
+  waitFor(what, pred, timeoutMs = STEP) {
+    return new Promise((ok, fail) => {
+      const check = () => {
+        const m = this.messages.find(pred);
+        if (m) { clearTimeout(timer); ok(m); return true; }
+        return false;
+      };
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== check);
+        fail(new Error(`tcp ${this.name}: no ${what} within ${timeoutMs} ms; got ${JSON.stringify(this.messages).slice(-1500)}`));
+      }, timeoutMs);
+      if (!check()) this.waiters.push(check);
+    });
+  }
+
+  async join() {
+    this.send({ type: 'join', sender: this.name });
+    return this.waitFor('welcome', (m) => m.type === 'info' && m.user === this.name);
+  }
+
+  close() {
+    this.sock.destroy();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Browser sessions
+
+let browser;
+
+function uniqueName(base) {
+  return `${base}${Date.now().toString(36).slice(-4)}${Math.floor(Math.random() * 1000)}`;
+}
+
+/** A fresh context (own localStorage) with a page on the login screen. */
+async function openUser(label, t, options = {}) {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 720 }, locale: 'en-US', ...options });
+  const page = await context.newPage();
+  const s = { label, name: null, context, page, console: [], errors: [], dialogs: [] };
+  page.on('console', (m) => s.console.push(`[${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => s.errors.push(e.message));
+  page.on('dialog', async (d) => {
+    s.dialogs.push(`${d.type()}: ${d.message()}`);
+    await d.dismiss().catch(() => {});
+  });
+  t.sessions.push(s);
+  await page.goto(new URL('/', BASE_URL).href);
+  await waitForPage(s, 'login');
+  return s;
+}
+
+/** Waits until the login or room page has finished setting itself up (translated, pre-filled). */
+async function waitForPage(s, which) {
+  await s.page.locator(`body[data-ready="${which}"]`).waitFor({ state: 'attached', timeout: STEP });
+}
+
+/** Logs in; done only when the server lists us (the join round trip finished). */
+async function login(s, name) {
+  s.name = name;
+  await s.page.locator(tid('loginName')).fill(name);
+  await s.page.locator(tid('loginSubmit')).click();
+  await s.page.locator(tid('messageInput')).waitFor({ timeout: STEP });
+  await waitForUser(s, name);
+  await waitForStatus(s, 'online');
+  return s;
+}
+
+async function users(t, ...labels) {
+  const out = [];
+  for (const label of labels) out.push(await login(await openUser(label, t), uniqueName(label)));
+  return out;
+}
+
+/** Sends with the Enter key (the product requirement), or the Send button. */
+async function send(s, text, { button = false } = {}) {
+  const input = s.page.locator(tid('messageInput'));
+  await input.fill(text);
+  if (button) await s.page.locator(tid('sendButton')).click();
+  else await input.press('Enter');
+}
+
+/** Log entries containing `text`, optionally of one kind (own, other, system, private-in, private-out). */
+function entries(s, text, kind) {
+  const sel = kind ? `${tid('message')}[data-kind="${kind}"]` : tid('message');
+  return s.page.locator(`${tid('messageLog')} ${sel}`).filter({ hasText: text });
+}
+
+async function waitForMessage(s, text, kind) {
+  await entries(s, text, kind).first().waitFor({ timeout: STEP });
+}
+
+function userEntry(s, name) {
+  return s.page.locator(tid('userList')).getByText(name, { exact: true });
+}
+
+async function waitForUser(s, name) {
+  await userEntry(s, name).first().waitFor({ timeout: STEP });
+}
+
+async function waitForUserGone(s, name) {
+  await userEntry(s, name).first().waitFor({ state: 'detached', timeout: STEP });
+}
+
+async function waitForStatus(s, state) {
+  await s.page.locator(`${tid('connectionStatus')}[data-state="${state}"]`).waitFor({ timeout: STEP });
+}
+
+function slug(str) {
+  return str.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase();
+}
+
+async function capture(testName, sessions, prefix) {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  for (const s of sessions) {
+    const base = join(ARTIFACTS, `${prefix}${slug(testName)}-${slug(s.name || s.label)}`);
+    try {
+      await s.page.screenshot({ path: `${base}.png`, fullPage: true, timeout: 5000 });
+      writeFileSync(`${base}.html`, await s.page.content());
+    } catch (e) {
+      writeFileSync(`${base}.capture-error.txt`, String(e));
+    }
+    const lines = [
+      `url: ${s.page.url()}`,
+      ...s.console,
+      ...s.errors.map((e) => `[pageerror] ${e}`),
+      ...s.dialogs.map((d) => `[dialog] ${d}`),
+    ];
+    writeFileSync(`${base}.console.txt`, `${lines.join('\n')}\n`);
+  }
+}
+
+/** Problems every page must be free of: script errors and Content-Security-Policy violations. */
+function pageProblems(sessions) {
+  const out = [];
+  for (const s of sessions) {
+    for (const e of s.errors) out.push(`${s.label}: pageerror ${e}`);
+    for (const c of s.console) if (/Content Security Policy|Refused to (execute|load|apply|connect)/i.test(c)) out.push(`${s.label}: ${c}`);
+  }
+  return out;
+}
+
+/**
+ * Declares one test: `body(t)` gets `t.sessions` (filled by openUser/users).
+ * On failure every open page is captured (screenshot, DOM, console); contexts
+ * are always closed; pages must finish without script errors or CSP violations.
+ */
+function e2e(name, body) {
+  test(name, { timeout: TEST_TIMEOUT }, async () => {
+    const t = { sessions: [], tcp: [] };
+    try {
+      await body(t);
+      assert.deepEqual(pageProblems(t.sessions), [], 'pages reported errors');
+      if (SCREENSHOTS === 'always') await capture(name, t.sessions, '');
+    } catch (err) {
+      await capture(name, t.sessions, 'FAILED-');
+      throw err;
+    } finally {
+      for (const c of t.tcp) c.close();
+      for (const s of t.sessions) await s.context.close().catch(() => {});
+    }
+  });
+}
+
+before(async () => {
+  assert.ok(BASE_URL, 'E2E_BASE_URL is not set (run e2e/run.sh)');
+  mkdirSync(ARTIFACTS, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: env.E2E_HEADED !== '1',
+    args: CHROMIUM_ARGS,
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  if (restarted && restarted.exitCode === null) {
+    const exited = new Promise((r) => restarted.once('exit', r));
+    try { process.kill(restarted.pid, 'SIGTERM'); } catch { /* gone */ }
+    const kill = setTimeout(() => { try { process.kill(restarted.pid, 'SIGKILL'); } catch { /* gone */ } }, 5000);
+    await exited;
+    clearTimeout(kill);
+    writeFileSync(env.E2E_SERVER_PIDFILE, '');
+  }
+});
+
+// ---------------------------------------------------------------------------
+// Tests
+
+e2e('two browser users chat; own messages on one side, others on the other', async (t) => {
+  const [a, b] = await users(t, 'ann', 'bob');
+  await waitForUser(a, b.name);
+  await waitForUser(b, a.name);
+
+  const hello = `hello from ann ${Date.now()}`;
+  await send(a, hello); // Enter key
+  await waitForMessage(b, hello, 'other');
+  await waitForMessage(a, hello, 'own');
+  await a.page.locator(`${tid('message')}[data-kind="own"][data-state="sent"]`).filter({ hasText: hello }).waitFor({ timeout: STEP });
+
+  const reply = `reply from bob ${Date.now()}`;
+  await send(b, reply, { button: true });
+  await waitForMessage(a, reply, 'other');
+  await waitForMessage(b, reply, 'own');
+
+  // Own bubbles sit on the right, others' on the left.
+  const own = await entries(a, hello, 'own').locator('.bubble').boundingBox();
+  const other = await entries(a, reply, 'other').locator('.bubble').boundingBox();
+  const logBox = await a.page.locator(tid('messageLog')).boundingBox();
+  assert.ok(own && other && logBox, 'message bubbles are laid out');
+  assert.ok(own.x + own.width > logBox.x + logBox.width * 0.8, `own message should hug the right: ${JSON.stringify({ own, logBox })}`);
+  assert.ok(other.x < logBox.x + logBox.width * 0.2, `other message should hug the left: ${JSON.stringify({ other, logBox })}`);
+  assert.ok(other.x < own.x, 'other message left of own message');
+
+  // Every message shows a local HH:MM:SS time and its sender.
+  const time = await entries(a, reply, 'other').locator('time').textContent();
+  assert.match(time.trim(), /^\d{2}:\d{2}:\d{2}$/);
+  assert.equal((await entries(a, reply, 'other').locator('.who').textContent()).trim(), b.name);
+});
+
+e2e('a raw TCP client and browsers see each other and their messages', async (t) => {
+  const [a, b] = await users(t, 'ann', 'bob');
+  const tcp = await TcpClient.connect(uniqueName('tcp'));
+  t.tcp.push(tcp);
+  await tcp.join();
+
+  await waitForUser(a, tcp.name);
+  await waitForUser(b, tcp.name);
+
+  const fromTcp = `from tcp ${Date.now()}`;
+  tcp.send({ type: 'message', sender: tcp.name, message: fromTcp });
+  await waitForMessage(a, fromTcp, 'other');
+  await waitForMessage(b, fromTcp, 'other');
+  assert.equal((await entries(a, fromTcp, 'other').locator('.who').textContent()).trim(), tcp.name);
+
+  const fromBrowser = `from browser ${Date.now()}`;
+  await send(a, fromBrowser);
+  const got = await tcp.waitFor('the browser message', (m) => m.type === 'message' && m.message === fromBrowser);
+  assert.equal(got.sender, a.name);
+
+  // The TCP client leaving is seen in the browsers too.
+  tcp.close();
+  await waitForUserGone(a, tcp.name);
+  await waitForUserGone(b, tcp.name);
+});
+
+e2e('a private message reaches only its target and is marked private on both ends', async (t) => {
+  const [a, b, c] = await users(t, 'ann', 'bob', 'cid');
+  await waitForUser(a, b.name);
+  await waitForUser(a, c.name);
+
+  // Clicking a name in the online list starts a private message.
+  await userEntry(a, b.name).click();
+  const input = a.page.locator(tid('messageInput'));
+  assert.equal(await input.inputValue(), `@${b.name} `);
+  await a.page.waitForFunction((sel) => document.activeElement === document.querySelector(sel), tid('messageInput'));
+
+  const secret = `secret ${Date.now()}`;
+  await input.pressSequentially(secret);
+  await input.press('Enter');
+
+  await waitForMessage(b, secret, 'private-in');
+  const inTag = await entries(b, secret, 'private-in').locator(tid('privateTag')).textContent();
+  assert.ok(inTag.includes(a.name), `receiver's private tag names the sender: ${inTag}`);
+
+  const out = a.page.locator(`${tid('message')}[data-kind="private-out"][data-state="sent"]`).filter({ hasText: secret });
+  await out.waitFor({ timeout: STEP });
+  const outTag = await out.locator(tid('privateTag')).textContent();
+  assert.ok(outTag.includes(b.name), `sender's private tag names the target: ${outTag}`);
+  assert.equal(await entries(a, secret, 'own').count(), 0, 'a private message is not shown as public');
+
+  // Prove absence: a public marker sent afterwards reaches the bystander;
+  // a leaked private message would have arrived before it.
+  const marker = `marker ${Date.now()}`;
+  await send(a, marker);
+  await waitForMessage(c, marker, 'other');
+  await waitForMessage(b, marker, 'other');
+  assert.equal(await entries(c, secret).count(), 0, 'bystander must not see the private message');
+
+  // A private message to someone offline is reported, not silently lost.
+  const ghost = uniqueName('ghost');
+  await send(a, `@${ghost} are you there`);
+  await a.page.locator(`${tid('message')}[data-state="failed"]`).filter({ hasText: 'are you there' }).waitFor({ timeout: STEP });
+});
+
+e2e('the online list and count follow joins and leaves', async (t) => {
+  const [a] = await users(t, 'ann');
+  const countOf = async (s) => Number((await s.page.locator(tid('userCount')).textContent()).trim());
+  const before = await countOf(a);
+  assert.ok(before >= 1);
+
+  const [b] = await users(t, 'bob');
+  await waitForUser(a, b.name);
+  await a.page.waitForFunction(
+    ([sel, n]) => Number(document.querySelector(sel).textContent) === n, [tid('userCount'), before + 1],
+    { timeout: STEP },
+  );
+
+  // Leaving with the exit button: back to the login page, name remembered.
+  await b.page.locator(tid('exitButton')).click();
+  await b.page.waitForURL((u) => !u.pathname.endsWith('/rooms.html'), { timeout: STEP });
+  await waitForPage(b, 'login');
+  assert.equal(await b.page.locator(tid('loginName')).inputValue(), b.name, 'the name is remembered');
+  await waitForUserGone(a, b.name);
+  await a.page.waitForFunction(
+    ([sel, n]) => Number(document.querySelector(sel).textContent) === n, [tid('userCount'), before],
+    { timeout: STEP },
+  );
+
+  // Closing the tab: the server notices the dropped connection.
+  const [c] = await users(t, 'cid');
+  await waitForUser(a, c.name);
+  await c.context.close();
+  await waitForUserGone(a, c.name);
+});
+
+e2e('reloading the room re-joins with the same name; the room without a name leads to login', async (t) => {
+  const [a, b] = await users(t, 'ann', 'bob');
+  await a.page.reload();
+  await waitForPage(a, 'room');
+  await waitForStatus(a, 'online');
+  await waitForUser(a, a.name);
+  assert.equal((await a.page.locator(tid('currentUser')).textContent()).trim(), a.name);
+  const text = `after reload ${Date.now()}`;
+  await send(a, text);
+  await waitForMessage(b, text, 'other');
+  await waitForMessage(a, text, 'own');
+
+  // Someone with no remembered name who opens rooms.html is sent to the login page.
+  const c = await openUser('cid', t);
+  await c.page.goto(new URL('/rooms.html', BASE_URL).href);
+  await waitForPage(c, 'login');
+});
+
+e2e('message text is shown literally and never run as HTML', async (t) => {
+  const [a, b] = await users(t, 'ann', 'bob');
+  const tag = `probe${Date.now()}`;
+  const payload = `${tag} <img src=x onerror=alert(1)> <b>bold</b>`;
+  await send(a, payload);
+  await waitForMessage(b, tag, 'other');
+  await waitForMessage(a, tag, 'own');
+  // Private path too: a different renderer branch.
+  await send(a, `@${b.name} ${payload}`);
+  await waitForMessage(b, tag, 'private-in');
+
+  for (const s of [a, b]) {
+    const log = s.page.locator(tid('messageLog'));
+    await sleep(200); // give an injected <img> time to fail and run its onerror
+    const report = {
+      who: s.label,
+      injectedImgs: await log.locator('img').count(),
+      injectedBold: await log.locator('b').count(),
+      dialogs: s.dialogs,
+      literalShown: (await log.innerText()).includes('<img src=x onerror=alert(1)> <b>bold</b>'),
+    };
+    writeFileSync(join(ARTIFACTS, `html-injection-probe-${s.label}.json`), `${JSON.stringify(report, null, 2)}\n`);
+    assert.deepEqual(report.dialogs, [], `script in a message ran: ${JSON.stringify(report)}`);
+    assert.equal(report.injectedImgs, 0, `markup became elements: ${JSON.stringify(report)}`);
+    assert.equal(report.injectedBold, 0, `markup became elements: ${JSON.stringify(report)}`);
+    assert.ok(report.literalShown, `text not shown literally: ${JSON.stringify(report)}`);
+  }
+});
+
+e2e('a taken or invalid name is refused with a visible error; another name works without reload', async (t) => {
+  const [a] = await users(t, 'ann');
+  const b = await openUser('bob', t);
+  const page = b.page;
+  await page.evaluate(() => { window.__noReload = 'still here'; });
+  const error = page.locator(tid('loginError'));
+
+  // Exactly the same name.
+  await page.locator(tid('loginName')).fill(a.name);
+  await page.locator(tid('loginSubmit')).click();
+  await error.waitFor({ state: 'visible', timeout: STEP });
+  assert.match(await error.innerText(), /in use|taken/i);
+  assert.equal(await page.locator(tid('messageInput')).count(), 0, 'still on the login page');
+
+  // Names are unique ignoring case.
+  await page.locator(tid('loginName')).fill(a.name.toUpperCase());
+  await error.waitFor({ state: 'hidden', timeout: STEP }); // typing clears the old error
+  await page.locator(tid('loginSubmit')).click();
+  await error.waitFor({ state: 'visible', timeout: STEP });
+  assert.match(await error.innerText(), /in use|taken/i);
+
+  // The reserved name: the server refuses it (as invalid or as taken).
+  await page.locator(tid('loginName')).fill('Server');
+  await page.locator(tid('loginSubmit')).click();
+  await error.waitFor({ state: 'visible', timeout: STEP });
+  assert.equal(await page.locator(tid('messageInput')).count(), 0, 'Server is not accepted');
+
+  // Rules checked before asking the server.
+  await page.locator(tid('loginName')).fill('two words');
+  await page.locator(tid('loginSubmit')).click();
+  await error.waitFor({ state: 'visible', timeout: STEP });
+  assert.match(await error.innerText(), /spaces/i);
+
+  // Another name works, on the same page.
+  await login(b, uniqueName('bob'));
+  assert.equal(await page.evaluate(() => window.__noReload), 'still here', 'the page was not reloaded');
+  await waitForUser(a, b.name);
+  assert.match(page.url(), /\/rooms\.html/);
+});
+
+e2e('phone-sized screen: no sideways scrolling, the online list collapses', async (t) => {
+  const s = await openUser('phone', t, { viewport: { width: 390, height: 780 }, isMobile: true, hasTouch: true });
+  const fits = () => s.page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth + 1);
+  assert.ok(await fits(), 'login page fits the screen');
+  await s.page.locator(tid('loginName')).fill(uniqueName('phone'));
+  s.name = await s.page.locator(tid('loginName')).inputValue();
+  await s.page.locator(tid('loginSubmit')).click();
+  await waitForStatus(s, 'online');
+  assert.ok(await fits(), 'room fits the screen');
+
+  const list = s.page.locator(tid('userList'));
+  assert.equal(await list.isVisible(), false, 'the online list starts collapsed');
+  await s.page.locator(tid('userListToggle')).click();
+  await waitForUser(s, s.name);
+  assert.ok(await s.page.locator(tid('messageInput')).isVisible());
+  await s.page.locator(tid('userListToggle')).click();
+  await list.waitFor({ state: 'hidden', timeout: STEP });
+});
+
+e2e('unread count shows in the tab title while the tab is hidden', async (t) => {
+  const [a, b] = await users(t, 'ann', 'bob');
+  const title = await a.page.title();
+  // Headless tabs are always visible: emulate the Page Visibility API.
+  const setHidden = (hidden) => a.page.evaluate((h) => {
+    Object.defineProperty(document, 'hidden', { configurable: true, get: () => h });
+    Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => (h ? 'hidden' : 'visible') });
+    document.dispatchEvent(new Event('visibilitychange'));
+  }, hidden);
+  await setHidden(true);
+  await send(b, `one ${Date.now()}`);
+  await send(b, `two ${Date.now()}`);
+  await a.page.waitForFunction((t0) => document.title === `(2) ${t0}`, title, { timeout: STEP });
+  await setHidden(false);
+  await a.page.waitForFunction((t0) => document.title === t0, title, { timeout: STEP });
+});
+
+e2e('Vietnamese UI for a vi-VN browser, and the language switch works and is remembered', async (t) => {
+  const s = await openUser('viet', t, { locale: 'vi-VN' });
+  const page = s.page;
+  assert.equal(await page.getAttribute('html', 'lang'), 'vi');
+  assert.equal((await page.locator(tid('loginSubmit')).innerText()).trim(), 'Vào phòng');
+  assert.match(await page.locator(tid('nameRules')).innerText(), /32 ký tự/);
+
+  await page.locator(tid('langSwitch')).selectOption('en');
+  assert.equal((await page.locator(tid('loginSubmit')).innerText()).trim(), 'Join');
+  assert.equal(await page.getAttribute('html', 'lang'), 'en');
+  await page.reload();
+  await waitForPage(s, 'login');
+  assert.equal((await page.locator(tid('loginSubmit')).innerText()).trim(), 'Join', 'the choice is remembered');
+
+  await page.locator(tid('langSwitch')).selectOption('vi');
+  await login(s, uniqueName('viet'));
+  assert.equal((await page.locator(tid('exitButton')).innerText()).trim(), 'Rời phòng');
+  assert.equal((await page.locator(tid('connectionStatusText')).innerText()).trim(), 'Đã kết nối');
+  assert.equal(await page.locator(tid('messageInput')).getAttribute('placeholder'), 'Nhắn cho mọi người, hoặc @tên để nhắn riêng');
+
+  await page.locator(tid('langSwitch')).selectOption('en');
+  assert.equal((await page.locator(tid('exitButton')).innerText()).trim(), 'Leave');
+  assert.equal((await page.locator(tid('connectionStatusText')).innerText()).trim(), 'Connected');
+});
+
+e2e('after a server restart the page reconnects, re-joins and sends what was typed offline', async (t) => {
+  assert.ok(env.E2E_SERVER_CMD && env.E2E_SERVER_PIDFILE && env.E2E_SERVER_LOG, 'run.sh must pass the server command, pidfile and log');
+  const [a] = await users(t, 'ann');
+
+  await stopServer();
+  await waitForStatus(a, 'offline');
+  assert.match(await a.page.locator(tid('connectionStatus')).innerText(), /disconnected/i);
+
+  const offline = `typed while offline ${Date.now()}`;
+  await send(a, offline);
+  const pending = a.page.locator(`${tid('message')}[data-kind="own"]`).filter({ hasText: offline });
+  await pending.waitFor({ timeout: STEP });
+  assert.equal(await pending.getAttribute('data-state'), 'queued', 'shown as waiting, not lost');
+
+  // Restart just after a failed retry, while the page's next attempt (backoff
+  // doubling from 250 ms) is still well over a second away, so an observer
+  // can join first and must then receive the message sent from the outbox.
+  await a.page.waitForFunction(
+    (sel) => {
+      const at = Number(document.querySelector(sel)?.dataset.retryAt || 0);
+      return at - Date.now() > 1200;
+    },
+    tid('connectionStatus'),
+    { timeout: STEP, polling: 20 },
+  );
+  await startServer();
+  const observer = await TcpClient.connect(uniqueName('watch'));
+  t.tcp.push(observer);
+  await observer.join();
+  const firstList = await observer.waitFor('user list', (m) => m.type === 'user_list');
+  assert.ok(!firstList.users.includes(a.name), 'the observer joined before the page re-joined');
+
+  // Reconnect uses backoff capped at about 5 s.
+  await waitForStatus(a, 'online');
+  await waitForUser(a, a.name);
+  await a.page.locator(`${tid('message')}[data-kind="own"][data-state="sent"]`).filter({ hasText: offline }).waitFor({ timeout: STEP });
+  await observer.waitFor('the message typed offline', (m) => m.type === 'message' && m.message === offline && m.sender === a.name);
+  await waitForUser(a, observer.name);
+
+  // And the connection works normally afterwards.
+  const after = `after restart ${Date.now()}`;
+  await send(a, after);
+  await observer.waitFor('a message after the restart', (m) => m.type === 'message' && m.message === after);
+  assert.equal(await entries(a, offline, 'own').count(), 1, 'the offline message is shown once');
+});

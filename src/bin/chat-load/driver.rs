@@ -1,0 +1,806 @@
+//! The load run itself: one `mio` poll loop driving every client.
+//!
+//! How it works:
+//! 1. Join phase: clients are started in order with at most `connect_window`
+//!    of them between `connect` and their welcome, so the server's listen
+//!    backlog is never overrun. Each one moves
+//!    `Connecting → (WsHandshake) → Joining → Joined`; any failure ends the run.
+//! 2. Send phase: the first S clients send `L <sender> <seq> <send_nanos>`,
+//!    each keeping at most `window` of its own messages unacknowledged (its own
+//!    broadcast coming back is the acknowledgement), paced by `--rate` if given.
+//! 3. Drain: after the last send, wait until every client has every message,
+//!    or until nothing arrives for [`QUIET`] while messages are missing.
+//!
+//! Every client checks each sender's sequence (`next` per (receiver, sender)):
+//! `seq == next` is in order; `seq > next` counts as reordered (the skipped ones
+//! as `skipped`); `seq < next` counts as duplicated. Whatever a receiver still
+//! misses at the end is lost. Reads go into one shared scratch buffer; only a
+//! partial line or frame is kept per client; writes are coalesced per turn.
+
+use std::io::{self, IsTerminal, Read, Write};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::hist::Histogram;
+use crate::opts::{Options, Proto};
+use crate::wire::{self, Wire};
+
+/// A run stops when messages are missing and nothing has arrived for this long.
+const QUIET: Duration = Duration::from_secs(5);
+/// Longest line or frame kept while waiting for its end.
+const MAX_PENDING_BYTES: usize = 1 << 20;
+const SCRATCH_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    NotStarted,
+    Connecting,
+    WsHandshake,
+    Joining,
+    Joined,
+    Closed,
+}
+
+/// One simulated user; kept small, buffers stay empty while idle.
+struct Client {
+    stream: Option<TcpStream>,
+    wire: Wire,
+    state: State,
+    /// Unfinished line, frame or handshake response.
+    pending: Vec<u8>,
+    /// Bytes not yet written.
+    out: Vec<u8>,
+    /// Text of a fragmented WebSocket message so far.
+    fragments: Vec<u8>,
+    dirty: bool,
+}
+
+#[derive(Default, Clone, Copy)]
+struct SenderState {
+    sent: u32,
+    acked: u32,
+}
+
+/// Why the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Complete,
+    Stalled,
+    TimedOut,
+}
+
+/// Everything the report needs.
+pub struct Outcome {
+    pub ending: Ending,
+    pub clients: usize,
+    pub joined: usize,
+    pub senders: usize,
+    pub messages_sent: u64,
+    pub expected: u64,
+    pub deliveries: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub reordered: u64,
+    pub skipped: u64,
+    pub unexpected: u64,
+    pub disconnected: u64,
+    pub server_errors: u64,
+    pub first_server_error: Option<String>,
+    pub connect_secs: f64,
+    pub send_secs: f64,
+    pub delivery_secs: f64,
+    pub latency: Histogram,
+}
+
+pub struct Load {
+    opts: Options,
+    run_id: u32,
+    poll: Poll,
+    clients: Vec<Client>,
+    senders: Vec<SenderState>,
+    /// Names of the senders, built once for the send path.
+    sender_names: Vec<String>,
+    /// Next expected seq per (receiver, sender), row-major by receiver.
+    next: Vec<u32>,
+    /// Sum of `next`: deliveries accounted for in order or by skipping.
+    progress: u64,
+    scratch: Vec<u8>,
+    dirty: Vec<usize>,
+    rng: u64,
+    base: Instant,
+    ws_keys: Vec<(usize, String)>,
+    started: usize,
+    in_flight: usize,
+    joined: usize,
+    fatal: Option<String>,
+    deliveries: u64,
+    duplicated: u64,
+    reordered: u64,
+    skipped: u64,
+    unexpected: u64,
+    disconnected: u64,
+    server_errors: u64,
+    first_server_error: Option<String>,
+    /// Receive time of the latest delivery, in nanoseconds since `base`.
+    last_delivery_ns: u64,
+    latency: Histogram,
+    show_progress: bool,
+    last_progress: Instant,
+}
+
+impl Load {
+    pub fn new(opts: Options) -> io::Result<Load> {
+        let base = Instant::now();
+        let seed = u64::from(std::process::id()) << 32
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0x9E37_79B9);
+        let clients = (0..opts.clients)
+            .map(|i| Client {
+                stream: None,
+                wire: wire_for(opts.proto, i),
+                state: State::NotStarted,
+                pending: Vec::new(),
+                out: Vec::new(),
+                fragments: Vec::new(),
+                dirty: false,
+            })
+            .collect();
+        let run_id = (seed ^ (seed >> 29)) as u32 & 0xFFFF;
+        Ok(Load {
+            run_id,
+            sender_names: (0..opts.senders).map(|i| client_name(run_id, i)).collect(),
+            poll: Poll::new()?,
+            clients,
+            senders: vec![SenderState::default(); opts.senders],
+            next: vec![0; opts.clients * opts.senders],
+            progress: 0,
+            scratch: vec![0; SCRATCH_BYTES],
+            dirty: Vec::new(),
+            rng: seed | 1,
+            base,
+            ws_keys: Vec::new(),
+            started: 0,
+            in_flight: 0,
+            joined: 0,
+            fatal: None,
+            deliveries: 0,
+            duplicated: 0,
+            reordered: 0,
+            skipped: 0,
+            unexpected: 0,
+            disconnected: 0,
+            server_errors: 0,
+            first_server_error: None,
+            last_delivery_ns: 0,
+            latency: Histogram::new(),
+            show_progress: io::stderr().is_terminal(),
+            last_progress: base,
+            opts,
+        })
+    }
+
+    fn name(&self, i: usize) -> String {
+        client_name(self.run_id, i)
+    }
+
+    fn nanos(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.base).as_nanos() as u64
+    }
+
+    fn mask(&mut self) -> [u8; 4] {
+        // xorshift64: masks need no cryptographic quality in a load test.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng as u32).to_le_bytes()
+    }
+
+    /// Runs all phases; `Err` only when the run could not be set up or a client failed to join.
+    pub fn run(mut self, server_rss_probe: &mut dyn FnMut()) -> Result<Outcome, String> {
+        let start = Instant::now();
+        let deadline = start + self.opts.timeout;
+        let mut events = Events::with_capacity(1024);
+
+        // Join phase.
+        while self.joined < self.opts.clients {
+            if let Some(e) = self.fatal.take() {
+                return Err(e);
+            }
+            if Instant::now() >= deadline {
+                return Ok(self.outcome(Ending::TimedOut, start, None, None));
+            }
+            self.start_clients()?;
+            self.turn(&mut events, Duration::from_millis(100))?;
+            server_rss_probe();
+            self.progress_line("joining");
+        }
+        if let Some(e) = self.fatal.take() {
+            return Err(e);
+        }
+        let joined_at = Instant::now();
+
+        // Send phase and drain.
+        let send_start = Instant::now();
+        let send_end = self.opts.duration.map(|d| send_start + d);
+        let total = self.opts.senders as u64 * u64::from(self.opts.messages);
+        let mut scheduled: u64 = 0;
+        let mut sending = true;
+        let mut last_activity = send_start;
+        let mut last_seen = (0u64, 0u64);
+        let ending = loop {
+            let now = Instant::now();
+            if now >= deadline {
+                break Ending::TimedOut;
+            }
+            if sending && (scheduled >= total || send_end.is_some_and(|e| now >= e)) {
+                sending = false;
+            }
+            if sending {
+                scheduled = self.send_due(now, send_start, scheduled, total);
+            }
+            let sent = self.messages_sent();
+            let expected = self.opts.clients as u64 * sent;
+            if !sending && self.progress >= expected {
+                break Ending::Complete;
+            }
+            if (self.deliveries, sent) != last_seen {
+                last_seen = (self.deliveries, sent);
+                last_activity = now;
+            } else if self.progress < expected && now.duration_since(last_activity) >= QUIET {
+                break Ending::Stalled;
+            }
+            let wait = match (sending, self.opts.rate) {
+                (true, Some(rate)) => {
+                    let due = send_start + Duration::from_secs_f64(scheduled as f64 / rate);
+                    due.saturating_duration_since(now)
+                        .min(Duration::from_millis(100))
+                }
+                _ => Duration::from_millis(100),
+            };
+            self.turn(&mut events, wait)?;
+            server_rss_probe();
+            self.progress_line("sending");
+        };
+        if self.show_progress {
+            eprint!("\r\x1b[K");
+        }
+        Ok(self.outcome(ending, start, Some(joined_at), Some(send_start)))
+    }
+
+    fn messages_sent(&self) -> u64 {
+        self.senders.iter().map(|s| u64::from(s.sent)).sum()
+    }
+
+    /// Starts clients until `connect_window` are between connect and welcome.
+    fn start_clients(&mut self) -> Result<(), String> {
+        while self.in_flight < self.opts.connect_window && self.started < self.opts.clients {
+            let i = self.started;
+            let Some(client) = self.clients.get(i) else {
+                break;
+            };
+            let addr = match client.wire {
+                Wire::Ws => self.opts.ws_addr.unwrap_or(self.opts.addr),
+                _ => self.opts.addr,
+            };
+            let mut stream = TcpStream::connect(addr).map_err(|e| {
+                format!(
+                    "client {i}: connect to {addr} failed: {e} (open-file limit or local ports exhausted?)"
+                )
+            })?;
+            self.poll
+                .registry()
+                .register(
+                    &mut stream,
+                    Token(i),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .map_err(|e| format!("client {i}: register: {e}"))?;
+            if let Some(c) = self.clients.get_mut(i) {
+                c.stream = Some(stream);
+                c.state = State::Connecting;
+            }
+            self.started += 1;
+            self.in_flight += 1;
+        }
+        Ok(())
+    }
+
+    /// One poll turn: flush, wait, handle events, flush the coalesced writes.
+    fn turn(&mut self, events: &mut Events, timeout: Duration) -> Result<(), String> {
+        // Bytes queued since the last turn (new sends) go out before sleeping.
+        self.flush_dirty();
+        match self.poll.poll(events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(format!("poll: {e}")),
+        }
+        for event in events.iter() {
+            let i = event.token().0;
+            if event.is_writable() {
+                self.on_writable(i);
+            }
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                self.on_readable(i);
+            }
+        }
+        self.flush_dirty();
+        Ok(())
+    }
+
+    fn on_writable(&mut self, i: usize) {
+        let Some(c) = self.clients.get_mut(i) else {
+            return;
+        };
+        if c.state == State::Connecting {
+            let Some(stream) = c.stream.as_ref() else {
+                return;
+            };
+            match stream.take_error() {
+                Ok(Some(e)) | Err(e) => return self.fail(i, format!("connect failed: {e}")),
+                Ok(None) => {}
+            }
+            match stream.peer_addr() {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => return self.fail(i, format!("connect failed: {e}")),
+            }
+            let _ = stream.set_nodelay(true);
+            self.on_connected(i);
+        }
+        self.mark_dirty(i);
+    }
+
+    fn on_connected(&mut self, i: usize) {
+        let mask = self.mask();
+        let name = self.name(i);
+        let Some(c) = self.clients.get_mut(i) else {
+            return;
+        };
+        if c.wire == Wire::Ws {
+            let salt = self.rng.rotate_left(17) ^ i as u64;
+            let key = wire::ws_key(self.rng, salt);
+            let host = self.opts.ws_addr.unwrap_or(self.opts.addr).to_string();
+            c.out
+                .extend_from_slice(&wire::ws_request(&host, &self.opts.ws_path, &key));
+            c.state = State::WsHandshake;
+            self.ws_keys.push((i, key));
+        } else {
+            wire::encode_join(c.wire, &name, &mut c.out, mask);
+            c.state = State::Joining;
+        }
+    }
+
+    fn mark_dirty(&mut self, i: usize) {
+        if let Some(c) = self.clients.get_mut(i)
+            && !c.dirty
+            && !c.out.is_empty()
+        {
+            c.dirty = true;
+            self.dirty.push(i);
+        }
+    }
+
+    /// Writes every client with queued bytes; leftovers wait for a writable event.
+    fn flush_dirty(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for &i in &dirty {
+            let senders = self.opts.senders;
+            let Some(c) = self.clients.get_mut(i) else {
+                continue;
+            };
+            c.dirty = false;
+            let Some(stream) = c.stream.as_mut() else {
+                continue;
+            };
+            let mut written = 0;
+            let mut error = None;
+            while written < c.out.len() {
+                match stream.write(c.out.get(written..).unwrap_or_default()) {
+                    Ok(0) => {
+                        error = Some("connection closed while writing".to_string());
+                        break;
+                    }
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        error = Some(format!("write failed: {e}"));
+                        break;
+                    }
+                }
+            }
+            c.out.drain(..written);
+            if c.out.is_empty() && i >= senders {
+                c.out = Vec::new();
+            }
+            if let Some(e) = error {
+                self.fail(i, e);
+            }
+        }
+        let mut dirty = dirty;
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    /// Queues messages that are due, returns the new count of scheduled messages.
+    fn send_due(
+        &mut self,
+        now: Instant,
+        send_start: Instant,
+        mut scheduled: u64,
+        total: u64,
+    ) -> u64 {
+        let nanos = self.nanos(now);
+        let (m, w, s_count) = (self.opts.messages, self.opts.window, self.opts.senders);
+        match self.opts.rate {
+            Some(rate) => {
+                let due = (now.duration_since(send_start).as_secs_f64() * rate) as u64 + 1;
+                while scheduled < due.min(total) {
+                    let s = (scheduled % s_count as u64) as usize;
+                    if !self.try_send(s, nanos, m, w) {
+                        break;
+                    }
+                    scheduled += 1;
+                }
+            }
+            None => {
+                for s in 0..s_count {
+                    while self.try_send(s, nanos, m, w) {
+                        scheduled += 1;
+                    }
+                }
+            }
+        }
+        scheduled
+    }
+
+    /// Queues sender `s`'s next message if it has one and its window allows.
+    fn try_send(&mut self, s: usize, nanos: u64, messages: u32, window: u32) -> bool {
+        let Some(st) = self.senders.get(s).copied() else {
+            return false;
+        };
+        if st.sent >= messages || st.sent - st.acked >= window {
+            return false;
+        }
+        let mask = self.mask();
+        let (Some(c), Some(name)) = (self.clients.get_mut(s), self.sender_names.get(s)) else {
+            return false;
+        };
+        if c.state != State::Joined {
+            return false;
+        }
+        wire::encode_message(c.wire, name, (s, st.sent, nanos), &mut c.out, mask);
+        if let Some(st) = self.senders.get_mut(s) {
+            st.sent += 1;
+        }
+        self.mark_dirty(s);
+        true
+    }
+
+    /// Reads until `WouldBlock`, handing complete lines or frames on.
+    fn on_readable(&mut self, i: usize) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        while let Some(stream) = self.clients.get_mut(i).and_then(|c| c.stream.as_mut()) {
+            match stream.read(&mut scratch) {
+                Ok(0) => {
+                    self.fail(i, "server closed the connection".into());
+                    break;
+                }
+                Ok(n) => {
+                    let now = self.nanos(Instant::now());
+                    self.on_bytes(i, scratch.get(..n).unwrap_or_default(), now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail(i, format!("read failed: {e}"));
+                    break;
+                }
+            }
+        }
+        self.scratch = scratch;
+    }
+
+    fn on_bytes(&mut self, i: usize, data: &[u8], now: u64) {
+        let Some(c) = self.clients.get_mut(i) else {
+            return;
+        };
+        let mut pending = std::mem::take(&mut c.pending);
+        let rest_len = if pending.is_empty() {
+            let used = self.dispatch_bytes(i, data, now);
+            let rest = data.get(used..).unwrap_or_default();
+            pending.extend_from_slice(rest);
+            rest.len()
+        } else {
+            pending.extend_from_slice(data);
+            let used = self.dispatch_bytes(i, &pending, now);
+            pending.drain(..used.min(pending.len()));
+            pending.len()
+        };
+        if rest_len > MAX_PENDING_BYTES {
+            return self.fail(i, "server line or frame too long".into());
+        }
+        if pending.capacity() > 64 * 1024 && pending.len() < 1024 {
+            pending.shrink_to(4096);
+        }
+        if let Some(c) = self.clients.get_mut(i)
+            && c.state != State::Closed
+        {
+            c.pending = pending;
+        }
+    }
+
+    /// Hands `buf` to the decoder of the client's current state; returns the bytes used.
+    fn dispatch_bytes(&mut self, i: usize, buf: &[u8], now: u64) -> usize {
+        let Some(c) = self.clients.get(i) else {
+            return buf.len();
+        };
+        match c.state {
+            State::WsHandshake => self.on_handshake(i, buf, now),
+            _ if c.wire == Wire::Ws => self.on_frames(i, buf, now),
+            _ => self.on_lines(i, buf, now),
+        }
+    }
+
+    /// Handles complete `\n` lines; returns the bytes used.
+    fn on_lines(&mut self, i: usize, buf: &[u8], now: u64) -> usize {
+        let mut start = 0;
+        while let Some(rest) = buf.get(start..)
+            && let Some(off) = wire::find_byte(b'\n', rest)
+        {
+            self.on_message(i, rest.get(..off).unwrap_or_default(), now);
+            start += off + 1;
+        }
+        start
+    }
+
+    fn on_handshake(&mut self, i: usize, buf: &[u8], now: u64) -> usize {
+        let Some(end) = wire::find(buf, b"\r\n\r\n") else {
+            return 0;
+        };
+        let Some(pos) = self.ws_keys.iter().position(|(k, _)| *k == i) else {
+            return 0;
+        };
+        let (_, key) = self.ws_keys.swap_remove(pos);
+        if let Err(e) = wire::check_ws_response(buf.get(..end).unwrap_or_default(), &key) {
+            self.fail(i, e);
+            return buf.len();
+        }
+        let mask = self.mask();
+        let name = self.name(i);
+        if let Some(c) = self.clients.get_mut(i) {
+            wire::encode_join(Wire::Ws, &name, &mut c.out, mask);
+            c.state = State::Joining;
+        }
+        self.mark_dirty(i);
+        let head = end + 4;
+        head + self.on_frames(i, buf.get(head..).unwrap_or_default(), now)
+    }
+
+    /// Handles complete WebSocket frames; returns the bytes used.
+    fn on_frames(&mut self, i: usize, buf: &[u8], now: u64) -> usize {
+        let mut start = 0;
+        loop {
+            let rest = buf.get(start..).unwrap_or_default();
+            let (n, frame) = match wire::decode_frame(rest, MAX_PENDING_BYTES) {
+                Ok(Some(f)) => f,
+                Ok(None) => return start,
+                Err(e) => {
+                    self.fail(i, e);
+                    return buf.len();
+                }
+            };
+            let payload = rest.get(frame.payload.clone()).unwrap_or_default();
+            start += n;
+            match frame.opcode {
+                wire::OPCODE_TEXT if frame.fin => self.on_message(i, payload, now),
+                wire::OPCODE_TEXT | wire::OPCODE_CONT => {
+                    let Some(c) = self.clients.get_mut(i) else {
+                        return buf.len();
+                    };
+                    c.fragments.extend_from_slice(payload);
+                    if frame.fin {
+                        let whole = std::mem::take(&mut c.fragments);
+                        self.on_message(i, &whole, now);
+                    }
+                }
+                wire::OPCODE_PING => {
+                    let mask = self.mask();
+                    if let Some(c) = self.clients.get_mut(i) {
+                        wire::encode_frame(wire::OPCODE_PONG, payload, mask, &mut c.out);
+                    }
+                    self.mark_dirty(i);
+                }
+                wire::OPCODE_CLOSE => {
+                    self.fail(i, "server closed the WebSocket".into());
+                    return buf.len();
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// One server line (TCP) or text message (WebSocket).
+    fn on_message(&mut self, i: usize, msg: &[u8], now: u64) {
+        let Some(c) = self.clients.get(i) else { return };
+        let (wire, state) = (c.wire, c.state);
+        if let Some(text) = wire::load_text(wire, msg) {
+            match wire::parse_load(text) {
+                Some((s, q, t)) => self.on_delivery(i, s, q, t, now),
+                None => self.unexpected += 1,
+            }
+            return;
+        }
+        let is_error = if wire == Wire::Text {
+            wire::find(msg, b"!!! ").is_some()
+        } else {
+            wire::find(msg, b"\"error\"").is_some()
+        };
+        if state == State::Joining {
+            let name = self.name(i);
+            let kind_ok = wire == Wire::Text || wire::find(msg, b"\"info\"").is_some();
+            let welcome = kind_ok
+                && wire::find(msg, b"Welcome").is_some()
+                && wire::contains_name(msg, name.as_bytes());
+            if welcome {
+                if let Some(c) = self.clients.get_mut(i) {
+                    c.state = State::Joined;
+                }
+                self.joined += 1;
+                self.in_flight = self.in_flight.saturating_sub(1);
+            } else if is_error {
+                let text = String::from_utf8_lossy(msg);
+                self.fatal
+                    .get_or_insert_with(|| format!("client {i} ({name}) was refused: {text}"));
+            }
+        } else if is_error {
+            self.server_errors += 1;
+            if self.first_server_error.is_none() {
+                self.first_server_error =
+                    Some(format!("client {i}: {}", String::from_utf8_lossy(msg)));
+            }
+        }
+    }
+
+    fn on_delivery(&mut self, r: usize, s: u64, q: u64, t: u64, now: u64) {
+        self.deliveries += 1;
+        self.last_delivery_ns = now;
+        let senders = self.opts.senders;
+        let (Ok(s), Ok(q)) = (usize::try_from(s), u32::try_from(q)) else {
+            self.unexpected += 1;
+            return;
+        };
+        if s >= senders || q >= self.opts.messages {
+            self.unexpected += 1;
+            return;
+        }
+        let Some(next) = self.next.get_mut(r * senders + s) else {
+            return;
+        };
+        let expected = *next;
+        if q < expected {
+            self.duplicated += 1;
+            return;
+        }
+        if q > expected {
+            self.reordered += 1;
+            self.skipped += u64::from(q - expected);
+        }
+        *next = q + 1;
+        let advanced = *next;
+        self.progress += u64::from(q + 1 - expected);
+        self.latency.record(now.saturating_sub(t));
+        if r == s
+            && let Some(st) = self.senders.get_mut(s)
+        {
+            st.acked = advanced;
+        }
+    }
+
+    /// Closes client `i`. While joining this ends the run; later it is counted.
+    fn fail(&mut self, i: usize, why: String) {
+        let Some(c) = self.clients.get_mut(i) else {
+            return;
+        };
+        if c.state == State::Closed {
+            return;
+        }
+        let was = c.state;
+        c.state = State::Closed;
+        if let Some(mut stream) = c.stream.take() {
+            let _ = self.poll.registry().deregister(&mut stream);
+        }
+        c.pending = Vec::new();
+        c.out = Vec::new();
+        c.fragments = Vec::new();
+        if was == State::Joined {
+            self.disconnected += 1;
+            if self.first_server_error.is_none() {
+                self.first_server_error = Some(format!("client {i}: {why}"));
+            }
+        } else {
+            self.fatal
+                .get_or_insert_with(|| format!("client {i} could not join: {why}"));
+        }
+    }
+
+    fn progress_line(&mut self, phase: &str) {
+        if !self.show_progress || self.last_progress.elapsed() < Duration::from_millis(500) {
+            return;
+        }
+        self.last_progress = Instant::now();
+        eprint!(
+            "\r\x1b[K{phase}: joined {}/{}  sent {}  deliveries {}",
+            self.joined,
+            self.opts.clients,
+            self.messages_sent(),
+            self.deliveries
+        );
+    }
+
+    fn outcome(
+        &mut self,
+        ending: Ending,
+        start: Instant,
+        joined_at: Option<Instant>,
+        send_start: Option<Instant>,
+    ) -> Outcome {
+        let sent = self.messages_sent();
+        let expected = self.opts.clients as u64 * sent;
+        let end = Instant::now();
+        let connect_secs = joined_at.unwrap_or(end).duration_since(start).as_secs_f64();
+        let send_secs = send_start.map_or(0.0, |s| end.duration_since(s).as_secs_f64());
+        let delivery_secs = match send_start {
+            Some(s) if self.deliveries > 0 => {
+                self.last_delivery_ns.saturating_sub(self.nanos(s)) as f64 / 1e9
+            }
+            _ => 0.0,
+        };
+        Outcome {
+            ending,
+            clients: self.opts.clients,
+            joined: self.joined,
+            senders: self.opts.senders,
+            messages_sent: sent,
+            expected,
+            deliveries: self.deliveries,
+            lost: expected.saturating_sub(self.progress),
+            duplicated: self.duplicated,
+            reordered: self.reordered,
+            skipped: self.skipped,
+            unexpected: self.unexpected,
+            disconnected: self.disconnected,
+            server_errors: self.server_errors,
+            first_server_error: self.first_server_error.take(),
+            connect_secs,
+            send_secs,
+            delivery_secs,
+            latency: std::mem::replace(&mut self.latency, Histogram::new()),
+        }
+    }
+}
+
+/// `load-<run>-<i>`: unique per run, short enough for any name rule.
+fn client_name(run_id: u32, i: usize) -> String {
+    format!("load-{run_id:04x}-{i}")
+}
+
+/// Client `i`'s wire; `mix` cycles json, json, text, ws (50% / 25% / 25%).
+fn wire_for(proto: Proto, i: usize) -> Wire {
+    match proto {
+        Proto::Json => Wire::Json,
+        Proto::Text => Wire::Text,
+        Proto::Ws => Wire::Ws,
+        Proto::Mix => match i % 4 {
+            0 | 1 => Wire::Json,
+            2 => Wire::Text,
+            _ => Wire::Ws,
+        },
+    }
+}

@@ -1,0 +1,273 @@
+//! `chat-load`: load generator for the chat server, on one single-threaded
+//! `mio` poll loop (no thread per client).
+//!
+//! Connects C clients (JSON lines, text mode, WebSocket or a mix), lets the
+//! first S of them send M messages each, checks that every client receives every
+//! broadcast exactly once and in each sender's order, and reports throughput,
+//! latency percentiles and CPU/memory cost. Only loopback targets are accepted.
+//!
+//! Modules: [`opts`] (flags), [`driver`] (the poll loop and the checks),
+//! [`wire`] (request encoding, WebSocket client side, receive-path scanners),
+//! [`hist`] (latency histogram), [`procfs`] (CPU and RSS from `/proc`).
+//!
+//! Source addresses: every client connects from 127.0.0.1 with a kernel-chosen
+//! port. Binding other 127.0.0.x sources first would need raw `socket`/`bind`
+//! calls that neither std nor mio 1.x offer; instead the limit is documented:
+//! one source address gives about 28,000 connections per destination port
+//! (`net.ipv4.ip_local_port_range` 32768-60999), well above the ≤ 11,000
+//! clients of the planned scenarios, and loopback reuses ports in TIME_WAIT
+//! (`net.ipv4.tcp_tw_reuse` = 2 by default), so back-to-back runs do not run out.
+//!
+//! Exit status: 0 all delivered; 1 lost, duplicated, reordered, unexpected
+//! deliveries or dropped clients; 2 bad usage or a client that could not join;
+//! 3 stalled or timed out.
+
+mod driver;
+mod hist;
+mod opts;
+mod procfs;
+mod wire;
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use driver::{Ending, Load, Outcome};
+use opts::Options;
+
+fn main() -> ExitCode {
+    let opts = match Options::parse(std::env::args().skip(1)) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            println!("{}", opts::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("chat-load: {e}\n{}", opts::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let pid = opts.server_pid.map(|p| p.to_string());
+    let gen_cpu_start = procfs::cpu_secs("self");
+    let server_cpu_start = pid.as_deref().and_then(procfs::cpu_secs);
+    let mut rss_sampled: Option<u64> = None;
+    let mut last_sample = Instant::now() - Duration::from_secs(1);
+    let mut probe = || {
+        if let Some(pid) = pid.as_deref()
+            && last_sample.elapsed() >= Duration::from_millis(250)
+        {
+            last_sample = Instant::now();
+            if let Some(kib) = procfs::status_kib(pid, "VmRSS") {
+                rss_sampled = Some(rss_sampled.map_or(kib, |m| m.max(kib)));
+            }
+        }
+    };
+    let load = match Load::new(opts.clone()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("chat-load: cannot set up the poll loop: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = match load.run(&mut probe) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("chat-load: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let gen_cpu = match (gen_cpu_start, procfs::cpu_secs("self")) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    let server_cpu = match (server_cpu_start, pid.as_deref().and_then(procfs::cpu_secs)) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    let server_rss = pid
+        .as_deref()
+        .and_then(|p| procfs::status_kib(p, "VmHWM"))
+        .or(rss_sampled);
+    let report = Report {
+        opts: &opts,
+        o: &outcome,
+        gen_cpu,
+        server_cpu,
+        server_rss,
+    };
+    print!("{}", report.table());
+    if opts.json {
+        println!("{}", report.json());
+    }
+    if let Some(e) = &outcome.first_server_error {
+        eprintln!("chat-load: first server error: {e}");
+    }
+    match outcome.ending {
+        Ending::Stalled | Ending::TimedOut => ExitCode::from(3),
+        Ending::Complete if report.errors() > 0 => ExitCode::from(1),
+        Ending::Complete => ExitCode::SUCCESS,
+    }
+}
+
+struct Report<'a> {
+    opts: &'a Options,
+    o: &'a Outcome,
+    gen_cpu: Option<f64>,
+    server_cpu: Option<f64>,
+    server_rss: Option<u64>,
+}
+
+impl Report<'_> {
+    fn errors(&self) -> u64 {
+        let o = self.o;
+        o.lost + o.duplicated + o.reordered + o.unexpected + o.disconnected
+    }
+
+    fn deliveries_per_sec(&self) -> f64 {
+        if self.o.delivery_secs > 0.0 {
+            self.o.deliveries as f64 / self.o.delivery_secs
+        } else {
+            0.0
+        }
+    }
+
+    fn latency_us(&self) -> [(&'static str, f64); 5] {
+        let h = &self.o.latency;
+        let us = |ns: u64| ns as f64 / 1000.0;
+        [
+            ("p50", us(h.quantile(0.50))),
+            ("p90", us(h.quantile(0.90))),
+            ("p99", us(h.quantile(0.99))),
+            ("p999", us(h.quantile(0.999))),
+            ("max", us(h.max())),
+        ]
+    }
+
+    fn result(&self) -> &'static str {
+        match self.o.ending {
+            Ending::TimedOut => "TIMED OUT",
+            Ending::Stalled => "STALLED",
+            Ending::Complete if self.errors() > 0 => "FAILED",
+            Ending::Complete => "OK",
+        }
+    }
+
+    fn table(&self) -> String {
+        let (o, opts) = (self.o, self.opts);
+        let secs = |v: Option<f64>| v.map_or("n/a".to_string(), |s| format!("{s:.2} s"));
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "chat-load: {} clients ({}), {} senders x {} messages{}",
+            o.clients,
+            opts.proto.as_str(),
+            o.senders,
+            opts.messages,
+            opts.rate
+                .map_or(String::new(), |r| format!(" at {r} msg/s"))
+        );
+        let joins_per_sec = if o.connect_secs > 0.0 {
+            o.joined as f64 / o.connect_secs
+        } else {
+            0.0
+        };
+        let rows: Vec<(&str, String)> = vec![
+            (
+                "connect + join",
+                format!(
+                    "{:.3} s ({} joined, {joins_per_sec:.0}/s)",
+                    o.connect_secs, o.joined
+                ),
+            ),
+            ("messages sent", o.messages_sent.to_string()),
+            (
+                "deliveries",
+                format!("{} of {} expected", o.deliveries, o.expected),
+            ),
+            (
+                "deliveries/s",
+                format!(
+                    "{:.0} (over {:.3} s)",
+                    self.deliveries_per_sec(),
+                    o.delivery_secs
+                ),
+            ),
+            (
+                "lost/dup/reordered",
+                format!(
+                    "{} / {} / {} (skipped {})",
+                    o.lost, o.duplicated, o.reordered, o.skipped
+                ),
+            ),
+            ("unexpected", o.unexpected.to_string()),
+            ("disconnected", o.disconnected.to_string()),
+            ("server errors", o.server_errors.to_string()),
+            (
+                "latency (us)",
+                self.latency_us()
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v:.0}"))
+                    .collect::<Vec<_>>()
+                    .join("  "),
+            ),
+            ("generator CPU", secs(self.gen_cpu)),
+            ("server CPU", secs(self.server_cpu)),
+            (
+                "server peak RSS",
+                self.server_rss.map_or("n/a".into(), |k| format!("{k} KiB")),
+            ),
+            ("result", self.result().to_string()),
+        ];
+        for (k, v) in rows {
+            let _ = writeln!(t, "  {k:<20} {v}");
+        }
+        t
+    }
+
+    /// One JSON object on one line; absent figures are `null`.
+    fn json(&self) -> String {
+        let o = self.o;
+        let opt = |v: Option<f64>| v.map_or("null".to_string(), |x| format!("{x:.3}"));
+        let lat = self
+            .latency_us()
+            .iter()
+            .map(|(k, v)| format!("\"{k}\":{v:.1}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        format!(
+            concat!(
+                "{{\"result\":\"{}\",\"proto\":\"{}\",\"clients\":{},\"joined\":{},\"senders\":{},",
+                "\"messages_per_sender\":{},\"messages_sent\":{},\"expected_deliveries\":{},",
+                "\"deliveries\":{},\"deliveries_per_sec\":{:.1},\"delivery_secs\":{:.6},",
+                "\"lost\":{},\"duplicated\":{},\"reordered\":{},\"skipped\":{},\"unexpected\":{},",
+                "\"disconnected\":{},\"server_errors\":{},\"latency_us\":{{{}}},\"connect_secs\":{:.6},",
+                "\"send_secs\":{:.6},\"gen_cpu_secs\":{},\"server_cpu_secs\":{},\"server_peak_rss_kib\":{}}}"
+            ),
+            self.result(),
+            self.opts.proto.as_str(),
+            o.clients,
+            o.joined,
+            o.senders,
+            self.opts.messages,
+            o.messages_sent,
+            o.expected,
+            o.deliveries,
+            self.deliveries_per_sec(),
+            o.delivery_secs,
+            o.lost,
+            o.duplicated,
+            o.reordered,
+            o.skipped,
+            o.unexpected,
+            o.disconnected,
+            o.server_errors,
+            lat,
+            o.connect_secs,
+            o.send_secs,
+            opt(self.gen_cpu),
+            opt(self.server_cpu),
+            self.server_rss
+                .map_or("null".to_string(), |k| k.to_string()),
+        )
+    }
+}

@@ -1,0 +1,240 @@
+//! Command-line options of `chat-load`, with their defaults and checks.
+//! Knows nothing of sockets beyond resolving and vetting the target addresses.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+pub const USAGE: &str = "\
+usage: chat-load --addr HOST:PORT [--ws-addr HOST:PORT] --proto tcp-json|tcp-text|ws|mix
+                 --clients C --senders S --messages M [--rate R] [--duration SECS]
+                 [--server-pid PID] [--json] [--timeout SECS] [--idle]
+                 [--window W] [--connect-window N] [--ws-path PATH]
+
+  --addr            TCP chat port (JSON lines and text mode); loopback only
+  --ws-addr         WebSocket port (needed by ws and mix); loopback only
+  --ws-path         request path of the WebSocket handshake (default /)
+  --proto           client mix: tcp-json, tcp-text, ws, or mix (50% json, 25% text, 25% ws)
+  --clients         clients to connect and join
+  --senders         the first S clients send
+  --messages        messages per sender
+  --rate            aggregate messages per second (default: as fast as the window allows)
+  --duration        stop sending after SECS
+  --window          unacknowledged own messages per sender (default 64)
+  --connect-window  connects and joins in flight at once (default 200)
+  --idle            shorthand for --senders 1 --messages 1: time for one broadcast to reach all
+  --server-pid      report the server's CPU time and peak RSS
+  --json            print one JSON object as the last line of stdout
+  --timeout         overall limit in seconds (default 120); exceeding it exits non-zero";
+
+/// How clients talk to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Json,
+    Text,
+    Ws,
+    Mix,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Json => "tcp-json",
+            Proto::Text => "tcp-text",
+            Proto::Ws => "ws",
+            Proto::Mix => "mix",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub addr: SocketAddr,
+    pub ws_addr: Option<SocketAddr>,
+    pub ws_path: String,
+    pub proto: Proto,
+    pub clients: usize,
+    pub senders: usize,
+    pub messages: u32,
+    pub rate: Option<f64>,
+    pub duration: Option<Duration>,
+    pub window: u32,
+    pub connect_window: usize,
+    pub server_pid: Option<u32>,
+    pub json: bool,
+    pub timeout: Duration,
+}
+
+/// Most (receiver, sender) pairs tracked: 4 bytes each.
+const MAX_PAIRS: usize = 64 << 20;
+
+impl Options {
+    /// `Ok(None)` for `--help`; `Err` names the offending flag.
+    pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+        let mut addr = None;
+        let mut ws_addr = None;
+        let mut ws_path = "/".to_string();
+        let mut proto = None;
+        let (mut clients, mut senders, mut messages) = (None, None, None);
+        let (mut rate, mut duration, mut server_pid) = (None, None, None);
+        let (mut window, mut connect_window) = (64u32, 200usize);
+        let (mut json, mut idle) = (false, false);
+        let mut timeout = Duration::from_secs(120);
+        while let Some(flag) = args.next() {
+            match flag.as_str() {
+                "-h" | "--help" => return Ok(None),
+                "--json" => {
+                    json = true;
+                    continue;
+                }
+                "--idle" => {
+                    idle = true;
+                    continue;
+                }
+                _ => {}
+            }
+            let v = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            match flag.as_str() {
+                "--addr" => addr = Some(loopback_addr(&v)?),
+                "--ws-addr" => ws_addr = Some(loopback_addr(&v)?),
+                "--ws-path" => {
+                    if !v.starts_with('/') || v.bytes().any(|b| b <= b' ' || b == 0x7f) {
+                        return Err(format!("--ws-path: bad path {v:?}"));
+                    }
+                    ws_path = v;
+                }
+                "--proto" => {
+                    proto = Some(match v.as_str() {
+                        "tcp-json" | "json" => Proto::Json,
+                        "tcp-text" | "text" => Proto::Text,
+                        "ws" => Proto::Ws,
+                        "mix" => Proto::Mix,
+                        _ => return Err(format!("--proto: unknown protocol {v:?}")),
+                    })
+                }
+                "--clients" => clients = Some(number::<usize>(&flag, &v)?),
+                "--senders" => senders = Some(number::<usize>(&flag, &v)?),
+                "--messages" => messages = Some(number::<u32>(&flag, &v)?),
+                "--rate" => rate = Some(positive(&flag, &v)?),
+                "--duration" => duration = Some(Duration::from_secs_f64(positive(&flag, &v)?)),
+                "--timeout" => timeout = Duration::from_secs_f64(positive(&flag, &v)?),
+                "--window" => window = number::<u32>(&flag, &v)?.max(1),
+                "--connect-window" => connect_window = number::<usize>(&flag, &v)?.max(1),
+                "--server-pid" => server_pid = Some(number::<u32>(&flag, &v)?),
+                _ => return Err(format!("unknown flag {flag}")),
+            }
+        }
+        if idle {
+            senders = Some(senders.unwrap_or(1));
+            messages = Some(messages.unwrap_or(1));
+        }
+        let addr = addr.ok_or("--addr is required")?;
+        let proto = proto.unwrap_or(Proto::Json);
+        if matches!(proto, Proto::Ws | Proto::Mix) && ws_addr.is_none() {
+            return Err(format!("--proto {} needs --ws-addr", proto.as_str()));
+        }
+        let clients = clients.ok_or("--clients is required")?;
+        let senders = senders.ok_or("--senders is required")?;
+        let messages = messages.ok_or("--messages is required")?;
+        if clients == 0 || senders == 0 || senders > clients {
+            return Err("need 1 <= --senders <= --clients".into());
+        }
+        if clients.checked_mul(senders).is_none_or(|p| p > MAX_PAIRS) {
+            return Err(format!("--clients x --senders must stay under {MAX_PAIRS}"));
+        }
+        Ok(Some(Options {
+            addr,
+            ws_addr,
+            ws_path,
+            proto,
+            clients,
+            senders,
+            messages,
+            rate,
+            duration,
+            window,
+            connect_window,
+            server_pid,
+            json,
+            timeout,
+        }))
+    }
+}
+
+fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
+    v.parse().map_err(|_| format!("{flag}: bad number {v:?}"))
+}
+
+fn positive(flag: &str, v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 && x < 1e9 => Ok(x),
+        _ => Err(format!("{flag}: expected a positive number, got {v:?}")),
+    }
+}
+
+/// Resolves `HOST:PORT`; only loopback targets (127.0.0.0/8, ::1) are accepted,
+/// so the generator can never be pointed at someone else's server.
+fn loopback_addr(v: &str) -> Result<SocketAddr, String> {
+    let addrs: Vec<SocketAddr> = v
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {v:?}: {e}"))?
+        .collect();
+    let first = addrs
+        .first()
+        .copied()
+        .ok_or_else(|| format!("{v:?} resolves to nothing"))?;
+    if addrs.iter().all(|a| a.ip().is_loopback()) {
+        Ok(first)
+    } else {
+        Err(format!(
+            "refusing non-loopback target {v} (only 127.0.0.0/8 and ::1)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Option<Options>, String> {
+        Options::parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn refuses_non_loopback_targets() {
+        let r = parse(&[
+            "--addr",
+            "10.0.0.1:80",
+            "--clients",
+            "1",
+            "--senders",
+            "1",
+            "--messages",
+            "1",
+        ]);
+        assert!(r.err().is_some_and(|e| e.contains("non-loopback")));
+    }
+
+    #[test]
+    fn idle_implies_one_sender_one_message() {
+        let o = parse(&["--addr", "127.0.0.2:9", "--clients", "5", "--idle"]);
+        let o = o.ok().flatten().map(|o| (o.senders, o.messages));
+        assert_eq!(o, Some((1, 1)));
+    }
+
+    #[test]
+    fn mix_needs_a_websocket_address() {
+        let r = parse(&[
+            "--addr",
+            "[::1]:9",
+            "--proto",
+            "mix",
+            "--clients",
+            "4",
+            "--senders",
+            "1",
+            "--messages",
+            "1",
+        ]);
+        assert!(r.is_err());
+    }
+}

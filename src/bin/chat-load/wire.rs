@@ -1,0 +1,354 @@
+//! Bytes on the wire for the load clients: requests for each client kind, the
+//! minimal WebSocket client side (handshake, masked frames out, unmasked frames
+//! in), and the cheap scanners of the receive path.
+//!
+//! The receive path never parses JSON: a delivery is found by its marker
+//! (`"L ` in a JSON object, `: L ` in a text line) and the three numbers of the
+//! load text `L <sender> <seq> <send_nanos>` are read straight from the bytes.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use sha1::{Digest, Sha1};
+use std::io::Write as _;
+
+/// How a load client speaks to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    Json,
+    Text,
+    Ws,
+}
+
+/// Appends the join request (`presence` feature on for JSON kinds).
+pub fn encode_join(wire: Wire, name: &str, out: &mut Vec<u8>, mask: [u8; 4]) {
+    match wire {
+        Wire::Text => {
+            out.extend_from_slice(name.as_bytes());
+            out.push(b'\n');
+        }
+        Wire::Json | Wire::Ws => {
+            let mut obj = Vec::with_capacity(64);
+            let _ = write!(
+                obj,
+                r#"{{"type":"join","sender":"{name}","features":["presence"]}}"#
+            );
+            finish_json(wire, &obj, out, mask);
+        }
+    }
+}
+
+/// Appends one chat message carrying `L <sender> <seq> <send_nanos>`.
+pub fn encode_message(
+    wire: Wire,
+    name: &str,
+    load: (usize, u32, u64),
+    out: &mut Vec<u8>,
+    mask: [u8; 4],
+) {
+    let (sender, seq, nanos) = load;
+    match wire {
+        Wire::Text => {
+            let _ = writeln!(out, "L {sender} {seq} {nanos}");
+        }
+        Wire::Json | Wire::Ws => {
+            let mut obj = [0u8; 160];
+            let mut cur = std::io::Cursor::new(&mut obj[..]);
+            let _ = write!(
+                cur,
+                r#"{{"type":"message","sender":"{name}","message":"L {sender} {seq} {nanos}"}}"#
+            );
+            let n = cur.position() as usize;
+            finish_json(wire, obj.get(..n).unwrap_or_default(), out, mask);
+        }
+    }
+}
+
+fn finish_json(wire: Wire, obj: &[u8], out: &mut Vec<u8>, mask: [u8; 4]) {
+    if wire == Wire::Ws {
+        encode_frame(OPCODE_TEXT, obj, mask, out);
+    } else {
+        out.extend_from_slice(obj);
+        out.push(b'\n');
+    }
+}
+
+pub const OPCODE_CONT: u8 = 0x0;
+pub const OPCODE_TEXT: u8 = 0x1;
+pub const OPCODE_CLOSE: u8 = 0x8;
+pub const OPCODE_PING: u8 = 0x9;
+pub const OPCODE_PONG: u8 = 0xA;
+
+/// The opening handshake request (RFC 6455 §4.1) for `key` (base64 of 16 bytes).
+pub fn ws_request(host: &str, path: &str, key: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// A fresh `Sec-WebSocket-Key` from 16 pseudo-random bytes.
+pub fn ws_key(random: u64, salt: u64) -> String {
+    let mut raw = [0u8; 16];
+    raw[..8].copy_from_slice(&random.to_le_bytes());
+    raw[8..].copy_from_slice(&salt.to_le_bytes());
+    BASE64.encode(raw)
+}
+
+/// RFC 6455 §4.2.2: base64(SHA-1(key + GUID)).
+pub fn ws_accept(key: &str) -> String {
+    let mut h = Sha1::new();
+    h.update(key.as_bytes());
+    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    BASE64.encode(h.finalize())
+}
+
+/// Checks a complete response head (up to and without the blank line):
+/// status 101 and the expected `Sec-WebSocket-Accept`.
+pub fn check_ws_response(head: &[u8], key: &str) -> Result<(), String> {
+    let head = String::from_utf8_lossy(head);
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap_or_default();
+    if !status.starts_with("HTTP/1.1 101") {
+        return Err(format!("WebSocket handshake refused: {status:?}"));
+    }
+    let want = ws_accept(key);
+    let ok = lines.any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("sec-websocket-accept") && v.trim() == want
+        })
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "WebSocket handshake: wrong or missing Sec-WebSocket-Accept (want {want}) in {head:?}"
+        ))
+    }
+}
+
+/// Appends one masked, unfragmented client frame (RFC 6455 §5.2, §5.3).
+pub fn encode_frame(opcode: u8, payload: &[u8], mask: [u8; 4], out: &mut Vec<u8>) {
+    out.push(0x80 | opcode);
+    let len = payload.len();
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if len <= 0xFFFF {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+}
+
+/// One server frame: header fields and the payload's place in the input.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Frame {
+    pub fin: bool,
+    pub opcode: u8,
+    pub payload: std::ops::Range<usize>,
+}
+
+/// Tries to decode one server frame at the start of `input`.
+/// `Ok(None)`: incomplete, nothing consumed. `Ok(Some((n, frame)))`: the frame
+/// used `n` bytes. `Err` for a masked server frame (RFC 6455 §5.1) or a payload over `max`.
+pub fn decode_frame(input: &[u8], max: usize) -> Result<Option<(usize, Frame)>, String> {
+    let (Some(&b0), Some(&b1)) = (input.first(), input.get(1)) else {
+        return Ok(None);
+    };
+    if b1 & 0x80 != 0 {
+        return Err("server sent a masked frame".into());
+    }
+    let (len, head) = match b1 & 0x7F {
+        126 => match input.get(2..4) {
+            Some(b) => (u64::from(u16::from_be_bytes([b[0], b[1]])), 4),
+            None => return Ok(None),
+        },
+        127 => match input.get(2..10).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+            Some(b) => (u64::from_be_bytes(b), 10),
+            None => return Ok(None),
+        },
+        n => (u64::from(n), 2),
+    };
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|&l| l <= max)
+        .ok_or("frame too large")?;
+    let end = head + len;
+    if input.len() < end {
+        return Ok(None);
+    }
+    Ok(Some((
+        end,
+        Frame {
+            fin: b0 & 0x80 != 0,
+            opcode: b0 & 0x0F,
+            payload: head..end,
+        },
+    )))
+}
+
+/// Index of the first `byte` in `hay`, eight bytes at a time.
+#[inline]
+pub fn find_byte(byte: u8, hay: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO.wrapping_mul(u64::from(byte));
+    let mut chunks = hay.chunks_exact(8);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(w) ^ pattern;
+        let found = x.wrapping_sub(LO) & !x & HI;
+        if found != 0 {
+            return Some(base + (found.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == byte)
+        .map(|p| base + p)
+}
+
+/// Index of the first occurrence of `needle` (non-empty) in `hay`.
+#[inline]
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, rest) = needle.split_first()?;
+    let mut from = 0;
+    while let Some(p) = hay.get(from..).and_then(|h| find_byte(first, h)) {
+        let at = from + p;
+        if hay.get(at + 1..at + needle.len()) == Some(rest) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// Whether `name` occurs in `hay` as a whole name: `load-1-1` is not found in `load-1-12`.
+pub fn contains_name(hay: &[u8], name: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(p) = hay.get(from..).and_then(|h| find(h, name)) {
+        let end = from + p + name.len();
+        if !matches!(
+            hay.get(end),
+            Some(b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'_')
+        ) {
+            return true;
+        }
+        from = end;
+    }
+    false
+}
+
+/// Where the load text starts in a line, after its marker (`"L ` in JSON,
+/// `: L ` in text mode). The search runs on the rare byte `L`, not on the
+/// quotes and spaces that fill every line.
+#[inline]
+pub fn load_text(wire: Wire, line: &[u8]) -> Option<&[u8]> {
+    let mut from = 0;
+    while let Some(p) = line.get(from..).and_then(|h| find_byte(b'L', h)) {
+        let at = from + p;
+        let before_ok = match wire {
+            Wire::Text => at >= 2 && line.get(at - 2..at) == Some(b": "),
+            Wire::Json | Wire::Ws => at >= 1 && line.get(at - 1) == Some(&b'"'),
+        };
+        if before_ok && line.get(at + 1) == Some(&b' ') {
+            return line.get(at + 2..);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// Reads `<sender> <seq> <send_nanos>` from the start of `text`.
+#[inline]
+pub fn parse_load(text: &[u8]) -> Option<(u64, u64, u64)> {
+    let mut it = text.iter();
+    let mut next = || {
+        let mut v: u64 = 0;
+        let mut digits = 0;
+        for &b in it.by_ref() {
+            match b {
+                b'0'..=b'9' => {
+                    v = v.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+                    digits += 1;
+                }
+                _ => break,
+            }
+        }
+        (digits > 0).then_some(v)
+    };
+    Some((next()?, next()?, next()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_key_matches_rfc_6455_example() {
+        assert_eq!(
+            ws_accept("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn masked_frame_matches_rfc_6455_example() {
+        let mut out = Vec::new();
+        encode_frame(OPCODE_TEXT, b"Hello", [0x37, 0xfa, 0x21, 0x3d], &mut out);
+        assert_eq!(
+            out,
+            [
+                0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58
+            ]
+        );
+    }
+
+    #[test]
+    fn decodes_unmasked_frame_and_waits_for_more() {
+        let f = [0x81, 0x05, b'H', b'e', b'l', b'l', b'o'];
+        for cut in 0..f.len() {
+            assert_eq!(decode_frame(&f[..cut], 100), Ok(None));
+        }
+        let want = Frame {
+            fin: true,
+            opcode: OPCODE_TEXT,
+            payload: 2..7,
+        };
+        assert_eq!(decode_frame(&f, 100), Ok(Some((7, want))));
+        assert!(decode_frame(&[0x81, 0x85, 0, 0, 0, 0], 100).is_err());
+    }
+
+    #[test]
+    fn finds_bytes_and_markers() {
+        let line =
+            br#"{"type":"message","sender":"load-1-3","message":"L 3 17 123456","timestamp":"12:00:01"}"#;
+        let text = load_text(Wire::Json, line).unwrap_or_default();
+        assert_eq!(parse_load(text), Some((3, 17, 123456)));
+        let tline = b"[12:00:01] load-1-3: L 3 17 99";
+        assert_eq!(
+            load_text(Wire::Text, tline).and_then(parse_load),
+            Some((3, 17, 99))
+        );
+        for n in 0..40 {
+            let mut hay = vec![b'a'; n];
+            hay.push(b'\n');
+            assert_eq!(find_byte(b'\n', &hay), Some(n));
+        }
+        assert_eq!(find_byte(b'\n', b"abcdefghijklmnop"), None);
+        assert!(contains_name(b"Welcome load-1-12! load-1-1!", b"load-1-1"));
+        assert!(!contains_name(b"Welcome load-1-12!", b"load-1-1"));
+        assert_eq!(
+            load_text(Wire::Json, br#"{"message":"load-1 joined"}"#),
+            None
+        );
+    }
+}

@@ -1,0 +1,315 @@
+//! Every flag, port, limit and timeout in one struct, with its defaults, and the
+//! command-line parser that fills it. Units are in the field names.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use log::LevelFilter;
+
+use crate::hub::HubConfig;
+
+/// Server configuration. `Config::default()` is what `make run` uses.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address every listener binds (`0.0.0.0` = all interfaces, for the LAN demo).
+    pub host: IpAddr,
+    /// JSON-lines / plain-text chat port (0 = any free port).
+    pub tcp_port: u16,
+    /// WebSocket port, any path (0 = any free port).
+    pub ws_port: u16,
+    /// HTTP port: the web client, `/ws`, `/healthz`, `/stats` (0 = any free port).
+    pub http_port: u16,
+    pub log_level: LevelFilter,
+    /// Connections over this number are refused right after `accept`.
+    pub max_connections: usize,
+    /// Longest chat line (JSON or text), terminator excluded.
+    pub max_line_bytes: usize,
+    /// Pending output per connection above which the connection is dropped.
+    pub out_hard_limit_bytes: usize,
+    /// Largest WebSocket message (after reassembly).
+    pub ws_max_message_bytes: usize,
+    /// Most fragments per WebSocket message.
+    pub ws_max_fragments: usize,
+    /// Largest HTTP / WebSocket-handshake header block.
+    pub max_header_bytes: usize,
+    /// Longest HTTP request-target.
+    pub max_uri_bytes: usize,
+    /// Time allowed for a WebSocket handshake, an HTTP request, or a chat client's first line.
+    pub handshake_timeout: Duration,
+    /// Time a chat-port client has to send its first line (a name or a `join`).
+    pub first_line_timeout: Duration,
+    /// Idle time after which an HTTP keep-alive connection is closed.
+    pub http_idle_timeout: Duration,
+    /// A WebSocket silent this long is pinged.
+    pub ws_ping_interval: Duration,
+    /// A pinged WebSocket that stays silent this long is dropped.
+    pub ws_pong_timeout: Duration,
+    /// Time a closing connection gets to take its last bytes.
+    pub linger_timeout: Duration,
+    /// Allowed `Origin`s for WebSocket handshakes; empty = any.
+    pub allowed_origins: Vec<String>,
+    /// Serve the web client from this directory instead of the embedded copy.
+    pub assets_dir: Option<PathBuf>,
+    /// Bytes read from one connection per loop turn before others get their turn.
+    pub read_budget_bytes: usize,
+    /// Chat settings.
+    pub hub: HubConfig,
+    /// Echo WebSocket messages instead of chatting (the conformance-test server; not a flag).
+    pub ws_echo: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            tcp_port: 12345,
+            ws_port: 8765,
+            http_port: 8000,
+            log_level: LevelFilter::Info,
+            max_connections: 20_000,
+            max_line_bytes: 64 * 1024,
+            out_hard_limit_bytes: 4 * 1024 * 1024,
+            ws_max_message_bytes: 64 * 1024,
+            ws_max_fragments: 1024,
+            max_header_bytes: 8 * 1024,
+            max_uri_bytes: 2048,
+            handshake_timeout: Duration::from_secs(10),
+            first_line_timeout: Duration::from_secs(60),
+            http_idle_timeout: Duration::from_secs(30),
+            ws_ping_interval: Duration::from_secs(30),
+            ws_pong_timeout: Duration::from_secs(30),
+            linger_timeout: Duration::from_secs(2),
+            allowed_origins: Vec::new(),
+            assets_dir: None,
+            read_budget_bytes: 256 * 1024,
+            hub: HubConfig::default(),
+            ws_echo: false,
+        }
+    }
+}
+
+/// What the command line asked for.
+#[derive(Debug)]
+pub enum Command {
+    Run(Box<Config>),
+    Help,
+    Version,
+}
+
+/// A command-line mistake, printed as one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    UnknownFlag(String),
+    MissingValue(String),
+    BadValue {
+        flag: String,
+        value: String,
+        why: &'static str,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::UnknownFlag(flag) => write!(f, "unknown flag {flag} (see --help)"),
+            ConfigError::MissingValue(flag) => write!(f, "flag {flag} needs a value"),
+            ConfigError::BadValue { flag, value, why } => {
+                write!(f, "bad value {value:?} for {flag}: {why}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The `--help` text.
+pub const USAGE: &str = "\
+multiuserchat: a multi-user chat server (TCP JSON lines / plain text, WebSocket, web client)
+
+USAGE: multiuserchat [FLAGS]
+
+  --host ADDR               address to bind every port on [0.0.0.0]
+  --tcp-port PORT           JSON-lines / plain-text chat port, 0 = any free [12345]
+  --ws-port PORT            WebSocket port (any path), 0 = any free [8765]
+  --http-port PORT          web client, /ws, /healthz, /stats; 0 = any free [8000]
+  --log-level LEVEL         error|warn|info|debug|trace [info]
+  --assets DIR              serve the web client from DIR instead of the built-in copy
+  --allow-origin ORIGIN     accept WebSocket handshakes only from this Origin
+                            (repeatable; default: any origin)
+  --max-connections N       refuse connections beyond N [20000]
+  --max-line-bytes N        longest chat line [65536]
+  --max-output-bytes N      pending output per client before it is dropped [4194304]
+  --ws-max-message-bytes N  largest WebSocket message [65536]
+  --handshake-timeout SECS  to send a first line, handshake or HTTP request [10]
+  --first-line-timeout SECS chat-port clients must send a name or join within SECS [60]
+  --http-idle-timeout SECS  keep-alive idle limit [30]
+  --ws-ping-interval SECS   ping a silent WebSocket after SECS [30]
+  --ws-pong-timeout SECS    drop it when no answer within SECS [30]
+  --summary-above N         above N users, join/leave notices and pushed lists
+                            become a periodic summary [1000]
+  --summary-interval SECS   how often that summary is sent [5]
+  --rate-limit N            chat messages per second per user, 0 = off [0]
+  -h, --help                this text
+  -V, --version             the version
+";
+
+impl Config {
+    /// Parses the arguments after the program name.
+    pub fn from_args<I, S>(args: I) -> Result<Command, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut cfg = Config::default();
+        let mut args = args.into_iter().map(Into::into);
+        while let Some(arg) = args.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+                _ => (arg.clone(), None),
+            };
+            if flag == "-h" || flag == "--help" {
+                return Ok(Command::Help);
+            }
+            if flag == "-V" || flag == "--version" {
+                return Ok(Command::Version);
+            }
+            let mut value = || -> Result<String, ConfigError> {
+                match &inline {
+                    Some(v) => Ok(v.clone()),
+                    None => args
+                        .next()
+                        .ok_or_else(|| ConfigError::MissingValue(flag.clone())),
+                }
+            };
+            match flag.as_str() {
+                "--host" => cfg.host = parse(&flag, &value()?, "not an IP address")?,
+                "--tcp-port" => cfg.tcp_port = parse(&flag, &value()?, "not a port number")?,
+                "--ws-port" => cfg.ws_port = parse(&flag, &value()?, "not a port number")?,
+                "--http-port" => cfg.http_port = parse(&flag, &value()?, "not a port number")?,
+                "--log-level" => {
+                    cfg.log_level = parse(&flag, &value()?, "use error|warn|info|debug|trace")?
+                }
+                "--assets" => cfg.assets_dir = Some(PathBuf::from(value()?)),
+                "--allow-origin" => cfg.allowed_origins.push(value()?),
+                "--max-connections" => cfg.max_connections = positive(&flag, &value()?)?,
+                "--max-line-bytes" => cfg.max_line_bytes = positive(&flag, &value()?)?,
+                "--max-output-bytes" => cfg.out_hard_limit_bytes = positive(&flag, &value()?)?,
+                "--ws-max-message-bytes" => cfg.ws_max_message_bytes = positive(&flag, &value()?)?,
+                "--handshake-timeout" => cfg.handshake_timeout = secs(&flag, &value()?)?,
+                "--first-line-timeout" => cfg.first_line_timeout = secs(&flag, &value()?)?,
+                "--http-idle-timeout" => cfg.http_idle_timeout = secs(&flag, &value()?)?,
+                "--ws-ping-interval" => cfg.ws_ping_interval = secs(&flag, &value()?)?,
+                "--ws-pong-timeout" => cfg.ws_pong_timeout = secs(&flag, &value()?)?,
+                "--summary-above" => {
+                    cfg.hub.summary_above_users = parse(&flag, &value()?, "not a number")?
+                }
+                "--summary-interval" => cfg.hub.summary_interval = secs(&flag, &value()?)?,
+                "--rate-limit" => {
+                    cfg.hub.rate_limit_per_sec = parse(&flag, &value()?, "not a number")?
+                }
+                _ => return Err(ConfigError::UnknownFlag(arg)),
+            }
+        }
+        Ok(Command::Run(Box::new(cfg)))
+    }
+}
+
+fn parse<T: FromStr>(flag: &str, value: &str, why: &'static str) -> Result<T, ConfigError> {
+    value.parse().map_err(|_| ConfigError::BadValue {
+        flag: flag.to_owned(),
+        value: value.to_owned(),
+        why,
+    })
+}
+
+fn positive(flag: &str, value: &str) -> Result<usize, ConfigError> {
+    match parse::<usize>(flag, value, "not a positive number")? {
+        0 => Err(ConfigError::BadValue {
+            flag: flag.to_owned(),
+            value: value.to_owned(),
+            why: "must be at least 1",
+        }),
+        n => Ok(n),
+    }
+}
+
+fn secs(flag: &str, value: &str) -> Result<Duration, ConfigError> {
+    let s: f64 = parse(flag, value, "not a number of seconds")?;
+    if !(s > 0.0 && s < 1.0e6) {
+        return Err(ConfigError::BadValue {
+            flag: flag.to_owned(),
+            value: value.to_owned(),
+            why: "must be between 0 and 1000000 seconds",
+        });
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Config, ConfigError> {
+        match Config::from_args(args.iter().copied())? {
+            Command::Run(c) => Ok(*c),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_readme() {
+        let c = run(&[]).unwrap();
+        assert_eq!(c.host.to_string(), "0.0.0.0");
+        assert_eq!((c.tcp_port, c.ws_port, c.http_port), (12345, 8765, 8000));
+        assert_eq!(c.log_level, LevelFilter::Info);
+        assert_eq!(c.max_line_bytes, 65536);
+        assert_eq!(c.out_hard_limit_bytes, 4 << 20);
+    }
+
+    #[test]
+    fn parses_flags_both_ways() {
+        let c = run(&[
+            "--host",
+            "127.0.0.1",
+            "--tcp-port=0",
+            "--ws-port",
+            "0",
+            "--log-level",
+            "debug",
+            "--allow-origin",
+            "http://a",
+            "--summary-interval",
+            "0.5",
+        ])
+        .unwrap();
+        assert_eq!(c.host.to_string(), "127.0.0.1");
+        assert_eq!((c.tcp_port, c.ws_port), (0, 0));
+        assert_eq!(c.log_level, LevelFilter::Debug);
+        assert_eq!(c.allowed_origins, vec!["http://a".to_owned()]);
+        assert_eq!(c.hub.summary_interval, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn reports_mistakes() {
+        assert!(matches!(
+            run(&["--bogus"]),
+            Err(ConfigError::UnknownFlag(_))
+        ));
+        assert!(matches!(
+            run(&["--tcp-port"]),
+            Err(ConfigError::MissingValue(_))
+        ));
+        assert!(matches!(
+            run(&["--tcp-port", "70000"]),
+            Err(ConfigError::BadValue { .. })
+        ));
+        assert!(matches!(
+            run(&["--max-line-bytes", "0"]),
+            Err(ConfigError::BadValue { .. })
+        ));
+        assert!(matches!(Config::from_args(["--help"]), Ok(Command::Help)));
+    }
+}

@@ -1,0 +1,130 @@
+//! `multiuserchat`: flags → `Config`, logging, bind every listener, print the
+//! banner, run the loop.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::ExitCode;
+
+use multiuserchat::config::{Command, Config, USAGE};
+use multiuserchat::server::{BoundAddrs, Server};
+
+fn main() -> ExitCode {
+    let cfg = match Config::from_args(std::env::args().skip(1)) {
+        Ok(Command::Run(cfg)) => *cfg,
+        Ok(Command::Help) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("multiuserchat {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("multiuserchat: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&cfg);
+    // Binding reads the local UTC offset, which must happen while single-threaded.
+    let mut server = match Server::bind(cfg.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("multiuserchat: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match server.local_addrs() {
+        Ok(addrs) => print_banner(&cfg, &addrs),
+        Err(e) => {
+            eprintln!("multiuserchat: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("multiuserchat: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(cfg: &Config) {
+    let log_cfg = simplelog::ConfigBuilder::new()
+        .set_target_level(simplelog::LevelFilter::Off)
+        .set_thread_level(simplelog::LevelFilter::Off)
+        .build();
+    let _ = simplelog::TermLogger::init(
+        cfg.log_level,
+        log_cfg,
+        simplelog::TerminalMode::Stderr,
+        simplelog::ColorChoice::Auto,
+    );
+}
+
+fn print_banner(cfg: &Config, a: &BoundAddrs) {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "MultiUserChat {} is running.\n",
+        env!("CARGO_PKG_VERSION")
+    ));
+    out.push_str(&format!(
+        "  chat (JSON lines / plain text)  tcp://{}\n",
+        a.tcp
+    ));
+    out.push_str(&format!(
+        "  WebSocket (any path)            ws://{}/\n",
+        a.ws
+    ));
+    out.push_str(&format!(
+        "  web client, /ws, /healthz       http://{}/\n",
+        a.http
+    ));
+    if cfg.host.is_unspecified() {
+        let lan = lan_addresses();
+        if lan.is_empty() {
+            out.push_str("No LAN address found; on this machine use 127.0.0.1.\n");
+        } else {
+            out.push_str("On the LAN, people open one of:\n");
+            for ip in &lan {
+                out.push_str(&format!(
+                    "  http://{}/      (terminal: nc {} {})\n",
+                    std::net::SocketAddr::new(*ip, a.http.port()),
+                    ip,
+                    a.tcp.port()
+                ));
+            }
+        }
+        out.push_str(&format!(
+            "  this machine: http://127.0.0.1:{}/\n",
+            a.http.port()
+        ));
+    }
+    out.push_str("Press Ctrl+C to stop.\n");
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
+}
+
+/// This machine's IPv4 addresses other than loopback, from the kernel's routing
+/// tables (`/proc/net/fib_trie` marks local addresses `/32 host LOCAL`).
+fn lan_addresses() -> Vec<IpAddr> {
+    let Ok(trie) = std::fs::read_to_string("/proc/net/fib_trie") else {
+        return Vec::new();
+    };
+    let mut found: Vec<IpAddr> = Vec::new();
+    let mut last: Option<Ipv4Addr> = None;
+    for line in trie.lines() {
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("|-- ") {
+            last = rest.trim().parse().ok();
+        } else if t.contains("/32 host LOCAL")
+            && let Some(ip) = last
+            && !ip.is_loopback()
+            && !found.contains(&IpAddr::V4(ip))
+        {
+            found.push(IpAddr::V4(ip));
+        }
+    }
+    found
+}

@@ -1,0 +1,433 @@
+//! The poll loop: one `mio::Poll` owns every listener and connection. It moves
+//! bytes, runs timers and dispatches decoded input; protocol rules live in
+//! `proto`, chat rules in `hub`.
+//!
+//! One turn:
+//! 1. poll (timeout: zero while work is pending, else the next timer);
+//! 2. accept / read / write for each event; input is decoded and fed to the hub;
+//! 3. connections that used up their read budget are read again;
+//! 4. timers: handshake and idle deadlines, WebSocket pings, lingering closes;
+//! 5. reap connections marked dead (the hub hears about abrupt disconnects);
+//! 6. the hub's end of turn (debounced presence), then delivery: every message
+//!    is encoded once per wire format and the bytes shared by all recipients;
+//! 7. flush every connection with new output before sleeping.
+//!
+//! Closing is deferred: a connection over a limit is marked, not freed, while
+//! other code may still hold its key.
+
+mod accept;
+mod clock;
+mod deliver;
+mod http;
+mod input;
+mod timers;
+pub mod token;
+
+use std::fmt;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use log::{debug, info};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll};
+use slab::Slab;
+
+use crate::config::Config;
+use crate::conn::{Conn, Flush, Phase, Port, Wire};
+use crate::hub::{Hub, Now};
+use crate::proto::ws::handshake::HandshakeConfig;
+use crate::web::static_files::StaticFiles;
+
+use clock::Clock;
+use token::Token2;
+
+/// Size of the loop-owned read buffer every connection reads into.
+const SCRATCH_BYTES: usize = 64 * 1024;
+
+/// The addresses the listeners actually bound (port 0 resolved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoundAddrs {
+    pub tcp: SocketAddr,
+    pub ws: SocketAddr,
+    pub http: SocketAddr,
+}
+
+/// Why the server could not start or go on.
+#[derive(Debug)]
+pub enum ServerError {
+    /// A listener could not bind; names the port and the flag that changes it.
+    Bind {
+        addr: SocketAddr,
+        flag: &'static str,
+        source: io::Error,
+    },
+    /// `--assets DIR` is unusable.
+    Assets { dir: String, source: io::Error },
+    /// The poll itself failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::Bind { addr, flag, source } => {
+                if source.kind() == io::ErrorKind::AddrInUse {
+                    write!(
+                        f,
+                        "port {} is already in use on {}: stop the other program or choose another port with {flag} PORT (0 = any free port)",
+                        addr.port(),
+                        addr.ip()
+                    )
+                } else {
+                    write!(f, "cannot listen on {addr} ({flag}): {source}")
+                }
+            }
+            ServerError::Assets { dir, source } => {
+                write!(f, "cannot serve --assets {dir}: {source}")
+            }
+            ServerError::Io(e) => write!(f, "poll failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// Counters for `/stats`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub accepted: u64,
+    pub refused: u64,
+}
+
+/// Everything a connection handler may touch besides the connection itself.
+pub(crate) struct Core {
+    pub cfg: Config,
+    pub hub: Hub,
+    pub files: StaticFiles,
+    pub handshake: HandshakeConfig,
+    pub stats: Stats,
+    /// Open connections by protocol, refreshed by the timer sweep (for `/stats`).
+    pub conn_counts: Vec<(&'static str, usize)>,
+    pub started: Instant,
+    pub now: Now,
+    pub clock: Clock,
+    /// Keys with new output, flushed at the end of the turn.
+    pub dirty: Vec<usize>,
+    /// Keys marked dead, reaped at the end of the turn.
+    pub dead: Vec<usize>,
+    /// Keys whose read budget ran out; read again next turn without waiting.
+    pub ready_again: Vec<usize>,
+    /// Reusable buffers for WebSocket events and replies, and for encoding.
+    pub ws_events: Vec<crate::proto::ws::session::WsEvent>,
+    pub ws_reply: Vec<u8>,
+    pub enc: Vec<u8>,
+}
+
+/// The server: listeners, connections and the chat hub on one thread.
+pub struct Server {
+    poll: Poll,
+    listeners: [TcpListener; 3],
+    conns: Slab<Conn>,
+    scratch: Vec<u8>,
+    serial: u32,
+    accept_paused_until: Option<Instant>,
+    /// Reusable list of broadcast recipients.
+    member_scratch: Vec<crate::hub::ConnId>,
+    next_sweep: Instant,
+    core: Core,
+}
+
+impl Server {
+    /// Binds every listener (all or nothing) and prepares the loop.
+    pub fn bind(cfg: Config) -> Result<Server, ServerError> {
+        let files = match &cfg.assets_dir {
+            Some(dir) => StaticFiles::from_dir(dir).map_err(|source| ServerError::Assets {
+                dir: dir.display().to_string(),
+                source,
+            })?,
+            None => StaticFiles::embedded(),
+        };
+        let poll = Poll::new().map_err(ServerError::Io)?;
+        let mut listeners = [
+            listen(SocketAddr::new(cfg.host, cfg.tcp_port), "--tcp-port")?,
+            listen(SocketAddr::new(cfg.host, cfg.ws_port), "--ws-port")?,
+            listen(SocketAddr::new(cfg.host, cfg.http_port), "--http-port")?,
+        ];
+        for (i, l) in listeners.iter_mut().enumerate() {
+            poll.registry()
+                .register(l, token::listener(i), Interest::READABLE)
+                .map_err(ServerError::Io)?;
+        }
+        let now = Instant::now();
+        let clock = Clock::new();
+        let handshake = HandshakeConfig {
+            max_header_bytes: cfg.max_header_bytes,
+            allowed_origins: cfg.allowed_origins.clone(),
+        };
+        let core = Core {
+            hub: Hub::new(cfg.hub.clone()),
+            files,
+            handshake,
+            stats: Stats::default(),
+            conn_counts: Vec::new(),
+            started: now,
+            now: Now {
+                stamp: clock.stamp(),
+                mono: now,
+            },
+            clock,
+            dirty: Vec::new(),
+            dead: Vec::new(),
+            ready_again: Vec::new(),
+            ws_events: Vec::new(),
+            ws_reply: Vec::new(),
+            enc: Vec::new(),
+            cfg,
+        };
+        Ok(Server {
+            poll,
+            listeners,
+            conns: Slab::new(),
+            scratch: vec![0; SCRATCH_BYTES],
+            serial: 0,
+            accept_paused_until: None,
+            member_scratch: Vec::new(),
+            next_sweep: now,
+            core,
+        })
+    }
+
+    /// The addresses actually bound.
+    pub fn local_addrs(&self) -> io::Result<BoundAddrs> {
+        Ok(BoundAddrs {
+            tcp: self.listeners[0].local_addr()?,
+            ws: self.listeners[1].local_addr()?,
+            http: self.listeners[2].local_addr()?,
+        })
+    }
+
+    /// Runs the loop until the poll itself fails.
+    pub fn run(&mut self) -> Result<(), ServerError> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            self.turn(&mut events).map_err(ServerError::Io)?;
+        }
+    }
+
+    /// One turn of the loop (see the module docs).
+    fn turn(&mut self, events: &mut Events) -> io::Result<()> {
+        let timeout = self.poll_timeout(Instant::now());
+        match self.poll.poll(events, Some(timeout)) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            other => other?,
+        }
+        self.tick();
+        let again = std::mem::take(&mut self.core.ready_again);
+        for event in events.iter() {
+            match token::decode(event.token()) {
+                Token2::Listener(i) => self.accept(i),
+                Token2::Conn(key) => {
+                    if event.is_writable() {
+                        self.flush(key);
+                    }
+                    if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        self.read(key);
+                    }
+                }
+            }
+        }
+        for key in again {
+            self.read(key);
+        }
+        if self
+            .accept_paused_until
+            .is_some_and(|t| self.core.now.mono >= t)
+        {
+            self.accept_paused_until = None;
+            for i in 0..self.listeners.len() {
+                self.accept(i);
+            }
+        }
+        if self.core.now.mono >= self.next_sweep {
+            self.next_sweep = self.core.now.mono + timers::SWEEP_INTERVAL;
+            self.sweep();
+        }
+        // Delivery can drop recipients over their output limit; their departure is
+        // news for the others, so repeat until nobody new is dead.
+        loop {
+            self.reap();
+            self.core.hub.end_turn(self.core.now);
+            self.deliver();
+            if self.core.dead.is_empty() {
+                break;
+            }
+        }
+        self.flush_dirty();
+        Ok(())
+    }
+
+    /// Zero while work is pending, else time to the nearest timer.
+    fn poll_timeout(&self, now: Instant) -> Duration {
+        if !self.core.ready_again.is_empty() || !self.core.dead.is_empty() {
+            return Duration::ZERO;
+        }
+        let mut next = self.next_sweep;
+        if let Some(t) = self.accept_paused_until {
+            next = next.min(t);
+        }
+        next.saturating_duration_since(now)
+    }
+
+    /// Reads the clock once for this turn.
+    fn tick(&mut self) {
+        let mono = Instant::now();
+        self.core.now = Now {
+            stamp: self.core.clock.stamp(),
+            mono,
+        };
+    }
+
+    /// Reads until `WouldBlock` or the read budget is used up, feeding each chunk
+    /// to the connection's protocol.
+    fn read(&mut self, key: usize) {
+        let mut budget = self.core.cfg.read_budget_bytes;
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if conn.phase == Phase::Dead {
+                return;
+            }
+            match conn.socket.read(&mut self.scratch) {
+                Ok(0) => {
+                    input::on_eof(&mut self.core, conn);
+                    return;
+                }
+                Ok(n) => {
+                    self.core.stats.bytes_in += n as u64;
+                    conn.last_read = self.core.now.mono;
+                    if let Wire::Ws(ws) = &mut conn.wire {
+                        ws.ping_sent = None;
+                    }
+                    let data = self.scratch.get(..n).unwrap_or(&[]);
+                    input::handle(&mut self.core, conn, data);
+                    budget = budget.saturating_sub(n);
+                    if budget == 0 {
+                        self.core.ready_again.push(key);
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug!("{:?} {}: read error: {e}", conn.id, conn.peer);
+                    input::kill(&mut self.core, conn);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes a connection's queue; manages WRITABLE interest and lingering half-close.
+    fn flush(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.dirty = false;
+        if conn.phase == Phase::Dead {
+            return;
+        }
+        match conn.out.flush(&mut conn.socket) {
+            Ok((n, state)) => {
+                self.core.stats.bytes_out += n as u64;
+                let want_write = state == Flush::Pending;
+                if want_write != conn.write_interest {
+                    let interest = if want_write {
+                        Interest::READABLE | Interest::WRITABLE
+                    } else {
+                        Interest::READABLE
+                    };
+                    if let Err(e) = self.poll.registry().reregister(
+                        &mut conn.socket,
+                        token::conn(key),
+                        interest,
+                    ) {
+                        debug!("{:?}: reregister failed: {e}", conn.id);
+                        input::kill(&mut self.core, conn);
+                        return;
+                    }
+                    conn.write_interest = want_write;
+                }
+                if let Phase::Linger {
+                    deadline,
+                    shut_down: false,
+                } = conn.phase
+                    && state == Flush::Done
+                {
+                    // Everything is out: half-close so the peer sees EOF after our last byte.
+                    let _ = conn.socket.shutdown(std::net::Shutdown::Write);
+                    conn.phase = Phase::Linger {
+                        deadline,
+                        shut_down: true,
+                    };
+                }
+            }
+            Err(e) => {
+                debug!("{:?} {}: write error: {e}", conn.id, conn.peer);
+                input::kill(&mut self.core, conn);
+            }
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        let dirty = std::mem::take(&mut self.core.dirty);
+        for &key in &dirty {
+            self.flush(key);
+        }
+        if self.core.dirty.is_empty() {
+            let mut dirty = dirty;
+            dirty.clear();
+            self.core.dirty = dirty;
+        }
+    }
+
+    /// Removes connections marked dead; the hub hears of any user still joined.
+    fn reap(&mut self) {
+        while let Some(key) = self.core.dead.pop() {
+            let dead = self.conns.get(key).is_some_and(|c| c.phase == Phase::Dead);
+            if !dead {
+                continue;
+            }
+            let mut conn = self.conns.remove(key);
+            let _ = self.poll.registry().deregister(&mut conn.socket);
+            if let Some(name) = self.core.hub.name_of(conn.id) {
+                info!("{:?} {}: {name} disconnected", conn.id, conn.peer);
+            }
+            self.core.hub.handle_disconnect(conn.id, self.core.now);
+            debug!("{:?} {}: closed ({})", conn.id, conn.peer, conn.protocol());
+            // Descriptors were freed: accepting may work again.
+            if self.accept_paused_until.is_some() {
+                self.accept_paused_until = Some(self.core.now.mono);
+            }
+        }
+    }
+}
+
+fn listen(addr: SocketAddr, flag: &'static str) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, flag, source })
+}
+
+impl Port {
+    fn from_listener(i: usize) -> Port {
+        match i {
+            0 => Port::Chat,
+            1 => Port::Ws,
+            _ => Port::Http,
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! The companion binaries against a real server: `chat-client` driven through
+//! piped stdin, and a small `chat-load` run checked through its `--json` line.
+//! Every child is killed on drop and every wait has a deadline.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A child process that is killed and reaped when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Guard {
+    /// Waits for the exit status, killing the child after `limit`.
+    fn wait_for(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+/// Forwards every line of `r` to a channel, so reads can have deadlines.
+fn line_channel(r: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+struct Server {
+    guard: Guard,
+    tcp: String,
+    ws: String,
+    _banner: Receiver<String>,
+}
+
+/// Starts the server on free loopback ports and reads them from its banner.
+fn start_server() -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_multiuserchat"))
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--tcp-port",
+            "0",
+            "--ws-port",
+            "0",
+            "--http-port",
+            "0",
+        ])
+        .args(["--log-level", "error"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the server");
+    let out = child.stdout.take().expect("server stdout");
+    let guard = Guard(child);
+    let banner = line_channel(out);
+    let (mut tcp, mut ws) = (None, None);
+    let deadline = Instant::now() + WAIT;
+    while tcp.is_none() || ws.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = banner
+            .recv_timeout(left)
+            .expect("server banner with its ports");
+        let addr = |scheme: &str| {
+            line.split_once(scheme)
+                .map(|(_, rest)| rest.trim_end_matches('/').trim().to_string())
+        };
+        tcp = tcp.or_else(|| addr("tcp://"));
+        ws = ws.or_else(|| addr("ws://"));
+    }
+    Server {
+        guard,
+        tcp: tcp.unwrap_or_default(),
+        ws: ws.unwrap_or_default(),
+        _banner: banner,
+    }
+}
+
+fn port_of(addr: &str) -> &str {
+    addr.rsplit(':').next().unwrap_or_default()
+}
+
+struct Client {
+    guard: Guard,
+    stdin: Option<ChildStdin>,
+    out: Receiver<String>,
+    seen: Vec<String>,
+}
+
+fn start_client(port: &str, name: Option<&str>) -> Client {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chat-client"));
+    cmd.args(["--host", "127.0.0.1", "--port", port]);
+    if let Some(n) = name {
+        cmd.args(["--name", n]);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start chat-client");
+    let stdin = child.stdin.take();
+    let out = line_channel(child.stdout.take().expect("client stdout"));
+    Client {
+        guard: Guard(child),
+        stdin,
+        out,
+        seen: Vec::new(),
+    }
+}
+
+impl Client {
+    fn say(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").expect("write to chat-client");
+        stdin.flush().expect("flush chat-client stdin");
+    }
+
+    /// Reads output lines until one contains `needle`; panics after [`WAIT`].
+    fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.out.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line with {needle:?}; saw {:#?}", self.seen),
+            }
+        }
+    }
+}
+
+#[test]
+fn chat_client_joins_chats_whispers_lists_and_quits() {
+    let server = start_server();
+    let port = port_of(&server.tcp).to_string();
+
+    let mut bob = start_client(&port, Some("bob"));
+    bob.expect("Welcome bob");
+
+    // No --name: the first stdin line is the name; a taken one asks again.
+    let mut alice = start_client(&port, None);
+    alice.say("bob");
+    alice.expect("name_taken");
+    alice.say("alice");
+    alice.expect("Welcome alice");
+
+    alice.say("hello everyone \u{1b}[2J");
+    let line = bob.expect("alice: hello everyone");
+    assert!(
+        !line.contains('\u{1b}'),
+        "escape reached the terminal: {line:?}"
+    );
+
+    alice.say("@bob psst");
+    bob.expect("[private] alice: psst");
+    alice.expect("[private to bob] psst");
+
+    bob.say("/who");
+    let who = bob.expect("online: ");
+    assert!(who.contains("alice") && who.contains("bob"), "{who}");
+
+    alice.say("/quit");
+    let status = alice.guard.wait_for(WAIT).expect("alice exits after /quit");
+    assert!(status.success(), "{status:?}");
+
+    // Stdin EOF: sends exit and leaves with status 0.
+    bob.stdin = None;
+    let status = bob.guard.wait_for(WAIT).expect("bob exits at stdin EOF");
+    assert!(status.success(), "{status:?}");
+    drop(server);
+}
+
+#[test]
+fn chat_client_reports_a_lost_server_with_failure() {
+    let mut server = start_server();
+    let port = port_of(&server.tcp).to_string();
+    let mut carol = start_client(&port, Some("carol"));
+    carol.expect("Welcome carol");
+
+    let _ = server.guard.0.kill();
+    let status = carol
+        .guard
+        .wait_for(WAIT)
+        .expect("client exits when the server is gone");
+    assert!(!status.success(), "{status:?}");
+    let mut err = String::new();
+    if let Some(mut e) = carol.guard.0.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    assert!(err.contains("lost"), "stderr: {err:?}");
+}
+
+#[test]
+fn chat_load_small_mixed_run_is_lossless() {
+    let server = start_server();
+    let pid = server.guard.0.id().to_string();
+    let output = Command::new(env!("CARGO_BIN_EXE_chat-load"))
+        .args([
+            "--addr",
+            &server.tcp,
+            "--ws-addr",
+            &server.ws,
+            "--proto",
+            "mix",
+        ])
+        .args(["--clients", "50", "--senders", "5", "--messages", "20"])
+        .args(["--timeout", "20", "--json", "--server-pid", &pid])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chat-load");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let report: serde_json::Value = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("last line is not JSON ({e}): {stdout}"));
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(report["clients"], 50);
+    assert_eq!(report["messages_sent"], 100);
+    assert_eq!(report["deliveries"], 50 * 100);
+    for field in ["lost", "duplicated", "reordered"] {
+        assert_eq!(report[field], 0, "{field}: {stdout}");
+    }
+    assert!(report["latency_us"]["p99"].as_f64().is_some());
+    assert!(report["server_cpu_secs"].as_f64().is_some());
+    drop(server);
+}
+
+#[test]
+fn chat_load_refuses_non_loopback_targets() {
+    let output = Command::new(env!("CARGO_BIN_EXE_chat-load"))
+        .args([
+            "--addr",
+            "192.0.2.1:12345",
+            "--clients",
+            "1",
+            "--senders",
+            "1",
+        ])
+        .args(["--messages", "1", "--timeout", "5"])
+        .output()
+        .expect("run chat-load");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("loopback"));
+}
