@@ -1,0 +1,35 @@
+# MultiUserChat: `make run` starts the server, `make test` checks everything.
+CARGO ?= cargo
+AUTOBAHN_VENV ?= /tmp/autobahn-venv
+RECIPES ?= ../shared/recipes
+
+.PHONY: run build test e2e autobahn bench fmt clippy clean
+
+run:
+	$(CARGO) build --release --bin multiuserchat
+	./target/release/multiuserchat $(ARGS)
+
+build:
+	$(CARGO) build --release --all-targets
+
+test:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test --all-targets
+
+e2e:
+	e2e/run.sh
+
+# Autobahn|Testsuite against examples/ws_echo.rs (same loop and codec), cases 1.* to 10.*.
+autobahn:
+	$(CARGO) build --release --example ws_echo
+	.ci/autobahn.sh
+
+bench:
+	bench/run.sh
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean
