@@ -33,3 +33,9 @@ fmt:
 
 clean:
 	$(CARGO) clean
+
+# Every fuzz target in fuzz/ for FUZZ_SECONDS (default 60) seconds each, on the
+# stable toolchain; fails on the first crash and names the saved input.
+.PHONY: fuzz
+fuzz:
+	fuzz/run.sh

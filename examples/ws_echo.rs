@@ -21,7 +21,9 @@ fn main() -> ExitCode {
         }
     };
     let cfg = Config {
-        host: "127.0.0.1".parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+        host: "127.0.0.1"
+            .parse()
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
         tcp_port: 0,
         ws_port: port,
         http_port: 0,

@@ -44,6 +44,9 @@ pub enum PresenceMode {
 pub struct Member {
     pub id: ConnId,
     pub mode: PresenceMode,
+    /// [`Outgoing::seq`] of this user's welcome: older broadcasts, still in the
+    /// outbox when the user joined, are not theirs.
+    pub since: u64,
 }
 
 /// Who receives an [`Outgoing`] message.
@@ -64,6 +67,24 @@ pub enum Recipients {
 pub struct Outgoing {
     pub to: Recipients,
     pub msg: ServerMsg,
+    /// Position among every message the hub ever produced.
+    pub seq: u64,
+}
+
+impl Outgoing {
+    /// True when `member` receives this broadcast: the set includes it, and it had
+    /// joined when the message was produced. (Recipient sets are resolved at
+    /// delivery, once per turn; without the second check, a user joining later in
+    /// the same turn would get earlier notices and chat before its own welcome.)
+    pub fn reaches(&self, member: &Member) -> bool {
+        let in_set = match self.to {
+            Recipients::All => true,
+            Recipients::FullListUsers => member.mode == PresenceMode::FullLists,
+            Recipients::DeltaUsers => member.mode == PresenceMode::Deltas,
+            Recipients::One(id) => member.id == id,
+        };
+        in_set && member.since <= self.seq
+    }
 }
 
 /// The current time, read once per loop turn by the server.
@@ -129,6 +150,8 @@ pub struct Hub {
     window_left: u64,
     last_summary: Option<Instant>,
     outbox: Vec<Outgoing>,
+    /// Messages produced since start (the next [`Outgoing::seq`]).
+    produced: u64,
     relayed: u64,
 }
 
@@ -146,6 +169,7 @@ impl Hub {
             window_left: 0,
             last_summary: None,
             outbox: Vec::new(),
+            produced: 0,
             relayed: 0,
         }
     }
@@ -214,7 +238,11 @@ impl Hub {
             self.users.resize_with(slot + 1, || None);
         }
         self.by_name.insert(folded.clone(), id);
-        self.members.push(Member { id, mode });
+        self.members.push(Member {
+            id,
+            mode,
+            since: self.produced,
+        });
         let user = User {
             id,
             name: name.to_owned(),
@@ -508,7 +536,9 @@ impl Hub {
                 stamp: now.stamp,
                 body,
             },
+            seq: self.produced,
         });
+        self.produced += 1;
     }
 
     fn user(&self, id: ConnId) -> Option<&User> {

@@ -369,3 +369,29 @@ fn rate_limit_drops_excess_without_disconnecting() {
     ));
     assert_eq!(h.user_count(), 1);
 }
+
+#[test]
+fn a_joiner_gets_no_broadcast_produced_before_its_join() {
+    let mut h = hub();
+    join(&mut h, 1, "alice", false);
+    h.handle_message(id(1), "before bob", now());
+    join(&mut h, 2, "bob", false);
+    h.handle_message(id(1), "after bob", now());
+    h.end_turn(now());
+    let bob = *h.members().iter().find(|m| m.id == id(2)).unwrap();
+    let alice = *h.members().iter().find(|m| m.id == id(1)).unwrap();
+    let to_bob: Vec<Body> = h
+        .drain_outbox()
+        .into_iter()
+        .inspect(|o| assert!(o.reaches(&alice) || o.to == Recipients::One(id(2))))
+        .filter(|o| o.reaches(&bob))
+        .map(|o| o.msg.body)
+        .collect();
+    assert!(matches!(&to_bob[0], Body::Info { user: Some(u), .. } if u == "bob"));
+    assert!(
+        matches!(&to_bob[1], Body::Notice { text } if text == "Client bob has joined the chat.")
+    );
+    assert!(matches!(&to_bob[2], Body::Chat { text, .. } if text == "after bob"));
+    assert!(matches!(&to_bob[3], Body::UserList { users } if users.len() == 2));
+    assert_eq!(to_bob.len(), 4);
+}

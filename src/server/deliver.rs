@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use super::{Server, input};
 use crate::conn::Format;
-use crate::hub::{ConnId, Member, PresenceMode, Recipients};
+use crate::hub::{ConnId, Member, Recipients};
 use crate::proto::chat::ServerMsg;
 use crate::proto::ws::frame::{Opcode, frame_header};
 
@@ -85,12 +85,12 @@ impl Server {
             let mut enc = Encodings::new(&out.msg);
             match out.to {
                 Recipients::One(id) => self.send_one(id, &mut enc, &mut buf),
-                set => {
+                _ => {
                     // Recipient ids are copied out: queueing may tell the hub about an overflow.
                     let members: &[Member] = self.core.hub.members();
                     let mut targets = std::mem::take(&mut self.member_scratch);
                     targets.clear();
-                    targets.extend(members.iter().filter(|m| wanted(set, m.mode)).map(|m| m.id));
+                    targets.extend(members.iter().filter(|m| out.reaches(m)).map(|m| m.id));
                     for &id in &targets {
                         self.send_one(id, &mut enc, &mut buf);
                     }
@@ -118,14 +118,5 @@ impl Server {
         if let Some(chunk) = enc.get(format, buf) {
             input::queue(&mut self.core, conn, chunk);
         }
-    }
-}
-
-fn wanted(set: Recipients, mode: PresenceMode) -> bool {
-    match set {
-        Recipients::All => true,
-        Recipients::FullListUsers => mode == PresenceMode::FullLists,
-        Recipients::DeltaUsers => mode == PresenceMode::Deltas,
-        Recipients::One(_) => false,
     }
 }

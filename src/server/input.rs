@@ -83,6 +83,15 @@ fn lines(core: &mut Core, conn: &mut Conn, input: &[u8]) -> usize {
                 "{:?} {}: line over {max} bytes, disconnecting",
                 conn.id, conn.peer
             );
+            if matches!(conn.wire, Wire::Detect) {
+                // No line yet, so no format: pick it as a finished first line would,
+                // or the error could not be delivered.
+                conn.wire = if chat::looks_like_json(input) {
+                    Wire::JsonLines
+                } else {
+                    Wire::TextLines
+                };
+            }
             let text = format!("Line too long: at most {max} bytes per message. Disconnecting.");
             core.hub
                 .send_error(conn.id, ErrorCode::LineTooLong, text, core.now);
@@ -284,8 +293,12 @@ fn echo(core: &mut Core, conn: &mut Conn, opcode: Opcode, payload: &[u8]) {
 
 /// The peer closed its side.
 pub(super) fn on_eof(core: &mut Core, conn: &mut Conn) {
-    if matches!(conn.phase, Phase::Linger { .. }) {
-        kill(core, conn);
+    if let Phase::Linger { shut_down, .. } = conn.phase {
+        // Before our half-close the last words (a response, a close frame) may
+        // still be queued: `Server::flush` closes once they are out.
+        if shut_down {
+            kill(core, conn);
+        }
         return;
     }
     if !conn.inbuf.is_empty() {
@@ -298,11 +311,9 @@ pub(super) fn on_eof(core: &mut Core, conn: &mut Conn) {
     }
     // Abrupt unless an `exit` came first (then the hub already forgot the user).
     core.hub.handle_disconnect(conn.id, core.now);
-    if conn.out.is_empty() {
-        kill(core, conn);
-    } else {
-        linger(core, conn);
-    }
+    // A half-closed peer still reads: answers to its last input, queued now or
+    // by this turn's delivery, go out before the close.
+    linger(core, conn);
 }
 
 /// Stops taking input, lets queued output drain, half-closes, then closes when the

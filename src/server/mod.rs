@@ -342,6 +342,7 @@ impl Server {
         if conn.phase == Phase::Dead {
             return;
         }
+        let mut half_closed = false;
         match conn.out.flush(&mut conn.socket) {
             Ok((n, state)) => {
                 self.core.stats.bytes_out += n as u64;
@@ -375,12 +376,18 @@ impl Server {
                         deadline,
                         shut_down: true,
                     };
+                    half_closed = true;
                 }
             }
             Err(e) => {
                 debug!("{:?} {}: write error: {e}", conn.id, conn.peer);
                 input::kill(&mut self.core, conn);
             }
+        }
+        if half_closed {
+            // The peer may have closed first (its EOF already read, so no new
+            // event will come): find out now instead of at the linger deadline.
+            self.read(key);
         }
     }
 
@@ -418,9 +425,38 @@ impl Server {
     }
 }
 
+/// Pending connections the kernel may queue before `accept` (capped by
+/// `net.core.somaxconn`, 4096 on current Linux).
+const LISTEN_BACKLOG: i32 = 1024;
+
 fn listen(addr: SocketAddr, flag: &'static str) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, flag, source })
+    let listener =
+        TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, flag, source })?;
+    raise_backlog(&listener);
+    Ok(listener)
 }
+
+/// mio listens with a backlog of 128. A join storm (hundreds of clients connecting
+/// at once while a turn is busy) overflows that, and every dropped SYN stalls its
+/// client for the 1 s retransmit timeout. Calling `listen(2)` again on a listening
+/// socket only changes its backlog (Linux, BSDs, macOS). Best effort: on failure
+/// the listener keeps working with the smaller queue.
+#[cfg(unix)]
+fn raise_backlog(listener: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `listen` takes a descriptor and an integer and touches no memory;
+    // the descriptor is owned by `listener` and open for this whole call.
+    let rc = unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) };
+    if rc != 0 {
+        debug!(
+            "listen backlog stays at mio's default: {}",
+            io::Error::last_os_error()
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_backlog(_listener: &TcpListener) {}
 
 impl Port {
     fn from_listener(i: usize) -> Port {

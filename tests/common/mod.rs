@@ -19,11 +19,13 @@ pub const WAIT: Duration = Duration::from_secs(5);
 pub fn start_with(tweak: impl FnOnce(&mut Config) + Send + 'static) -> BoundAddrs {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
-        let mut cfg = Config::default();
-        cfg.host = "127.0.0.1".parse().unwrap();
-        cfg.tcp_port = 0;
-        cfg.ws_port = 0;
-        cfg.http_port = 0;
+        let mut cfg = Config {
+            host: "127.0.0.1".parse().unwrap(),
+            tcp_port: 0,
+            ws_port: 0,
+            http_port: 0,
+            ..Config::default()
+        };
         tweak(&mut cfg);
         let mut server = Server::bind(cfg).expect("bind");
         tx.send(server.local_addrs().expect("addrs")).expect("send");
@@ -116,7 +118,12 @@ impl Client {
             match self.reader.read_line(&mut s) {
                 Ok(0) => return true,
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => return false,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    return false;
+                }
                 Err(_) => return true,
             }
         }

@@ -138,10 +138,15 @@ impl Load {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(0x9E37_79B9);
+        let first_ws = opts.clients - opts.ws_clients.min(opts.clients);
         let clients = (0..opts.clients)
             .map(|i| Client {
                 stream: None,
-                wire: wire_for(opts.proto, i),
+                wire: if i >= first_ws {
+                    Wire::Ws
+                } else {
+                    wire_for(opts.proto, i)
+                },
                 state: State::NotStarted,
                 pending: Vec::new(),
                 out: Vec::new(),
@@ -200,7 +205,12 @@ impl Load {
     }
 
     /// Runs all phases; `Err` only when the run could not be set up or a client failed to join.
-    pub fn run(mut self, server_rss_probe: &mut dyn FnMut()) -> Result<Outcome, String> {
+    /// `on_joined` is called once, when every client has joined and before the first send.
+    pub fn run(
+        mut self,
+        server_rss_probe: &mut dyn FnMut(),
+        on_joined: &mut dyn FnMut(),
+    ) -> Result<Outcome, String> {
         let start = Instant::now();
         let deadline = start + self.opts.timeout;
         let mut events = Events::with_capacity(1024);
@@ -222,6 +232,7 @@ impl Load {
             return Err(e);
         }
         let joined_at = Instant::now();
+        on_joined();
 
         // Send phase and drain.
         let send_start = Instant::now();

@@ -69,7 +69,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let outcome = match load.run(&mut probe) {
+    // The server's resident memory once every client has joined, before any message.
+    let mut rss_joined: Option<u64> = None;
+    let mut on_joined = || {
+        rss_joined = pid.as_deref().and_then(|p| procfs::status_kib(p, "VmRSS"));
+    };
+    let outcome = match load.run(&mut probe, &mut on_joined) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("chat-load: {e}");
@@ -94,6 +99,7 @@ fn main() -> ExitCode {
         gen_cpu,
         server_cpu,
         server_rss,
+        server_rss_joined: rss_joined,
     };
     print!("{}", report.table());
     if opts.json {
@@ -115,6 +121,7 @@ struct Report<'a> {
     gen_cpu: Option<f64>,
     server_cpu: Option<f64>,
     server_rss: Option<u64>,
+    server_rss_joined: Option<u64>,
 }
 
 impl Report<'_> {
@@ -216,6 +223,11 @@ impl Report<'_> {
                 "server peak RSS",
                 self.server_rss.map_or("n/a".into(), |k| format!("{k} KiB")),
             ),
+            (
+                "server RSS joined",
+                self.server_rss_joined
+                    .map_or("n/a".into(), |k| format!("{k} KiB")),
+            ),
             ("result", self.result().to_string()),
         ];
         for (k, v) in rows {
@@ -241,7 +253,8 @@ impl Report<'_> {
                 "\"deliveries\":{},\"deliveries_per_sec\":{:.1},\"delivery_secs\":{:.6},",
                 "\"lost\":{},\"duplicated\":{},\"reordered\":{},\"skipped\":{},\"unexpected\":{},",
                 "\"disconnected\":{},\"server_errors\":{},\"latency_us\":{{{}}},\"connect_secs\":{:.6},",
-                "\"send_secs\":{:.6},\"gen_cpu_secs\":{},\"server_cpu_secs\":{},\"server_peak_rss_kib\":{}}}"
+                "\"send_secs\":{:.6},\"gen_cpu_secs\":{},\"server_cpu_secs\":{},\"server_peak_rss_kib\":{},",
+                "\"server_rss_joined_kib\":{},\"ws_clients\":{}}}"
             ),
             self.result(),
             self.opts.proto.as_str(),
@@ -268,6 +281,9 @@ impl Report<'_> {
             opt(self.server_cpu),
             self.server_rss
                 .map_or("null".to_string(), |k| k.to_string()),
+            self.server_rss_joined
+                .map_or("null".to_string(), |k| k.to_string()),
+            self.opts.ws_clients,
         )
     }
 }

@@ -8,12 +8,13 @@ pub const USAGE: &str = "\
 usage: chat-load --addr HOST:PORT [--ws-addr HOST:PORT] --proto tcp-json|tcp-text|ws|mix
                  --clients C --senders S --messages M [--rate R] [--duration SECS]
                  [--server-pid PID] [--json] [--timeout SECS] [--idle]
-                 [--window W] [--connect-window N] [--ws-path PATH]
+                 [--window W] [--connect-window N] [--ws-path PATH] [--ws-clients N]
 
   --addr            TCP chat port (JSON lines and text mode); loopback only
   --ws-addr         WebSocket port (needed by ws and mix); loopback only
   --ws-path         request path of the WebSocket handshake (default /)
   --proto           client mix: tcp-json, tcp-text, ws, or mix (50% json, 25% text, 25% ws)
+  --ws-clients      with tcp-json or tcp-text: the last N clients use WebSocket instead
   --clients         clients to connect and join
   --senders         the first S clients send
   --messages        messages per sender
@@ -53,6 +54,8 @@ pub struct Options {
     pub ws_path: String,
     pub proto: Proto,
     pub clients: usize,
+    /// The last `ws_clients` clients speak WebSocket (tcp-json / tcp-text only).
+    pub ws_clients: usize,
     pub senders: usize,
     pub messages: u32,
     pub rate: Option<f64>,
@@ -75,6 +78,7 @@ impl Options {
         let mut ws_path = "/".to_string();
         let mut proto = None;
         let (mut clients, mut senders, mut messages) = (None, None, None);
+        let mut ws_clients = 0usize;
         let (mut rate, mut duration, mut server_pid) = (None, None, None);
         let (mut window, mut connect_window) = (64u32, 200usize);
         let (mut json, mut idle) = (false, false);
@@ -112,6 +116,7 @@ impl Options {
                     })
                 }
                 "--clients" => clients = Some(number::<usize>(&flag, &v)?),
+                "--ws-clients" => ws_clients = number::<usize>(&flag, &v)?,
                 "--senders" => senders = Some(number::<usize>(&flag, &v)?),
                 "--messages" => messages = Some(number::<u32>(&flag, &v)?),
                 "--rate" => rate = Some(positive(&flag, &v)?),
@@ -138,6 +143,17 @@ impl Options {
         if clients == 0 || senders == 0 || senders > clients {
             return Err("need 1 <= --senders <= --clients".into());
         }
+        if ws_clients > 0 {
+            if !matches!(proto, Proto::Json | Proto::Text) {
+                return Err("--ws-clients goes with --proto tcp-json or tcp-text".into());
+            }
+            if ws_clients > clients {
+                return Err("--ws-clients must not exceed --clients".into());
+            }
+            if ws_addr.is_none() {
+                return Err("--ws-clients needs --ws-addr".into());
+            }
+        }
         if clients.checked_mul(senders).is_none_or(|p| p > MAX_PAIRS) {
             return Err(format!("--clients x --senders must stay under {MAX_PAIRS}"));
         }
@@ -147,6 +163,7 @@ impl Options {
             ws_path,
             proto,
             clients,
+            ws_clients,
             senders,
             messages,
             rate,
@@ -219,6 +236,31 @@ mod tests {
         let o = parse(&["--addr", "127.0.0.2:9", "--clients", "5", "--idle"]);
         let o = o.ok().flatten().map(|o| (o.senders, o.messages));
         assert_eq!(o, Some((1, 1)));
+    }
+
+    #[test]
+    fn ws_clients_need_a_tcp_proto_and_a_websocket_address() {
+        let base = ["--addr", "127.0.0.1:9", "--clients", "10", "--idle"];
+        let with = |extra: &[&str]| {
+            let mut a: Vec<&str> = base.to_vec();
+            a.extend_from_slice(extra);
+            parse(&a)
+        };
+        assert!(with(&["--ws-clients", "3"]).is_err());
+        assert!(with(&["--ws-clients", "11", "--ws-addr", "127.0.0.1:8"]).is_err());
+        assert!(
+            with(&[
+                "--ws-clients",
+                "3",
+                "--ws-addr",
+                "127.0.0.1:8",
+                "--proto",
+                "mix"
+            ])
+            .is_err()
+        );
+        let o = with(&["--ws-clients", "3", "--ws-addr", "127.0.0.1:8"]);
+        assert_eq!(o.ok().flatten().map(|o| o.ws_clients), Some(3));
     }
 
     #[test]

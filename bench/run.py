@@ -1,0 +1,602 @@
+#!/usr/bin/env python3
+"""Benchmark scenarios for the chat server; called by bench/run.sh (`make bench`).
+
+Each scenario starts a fresh server on free loopback ports (read from its
+banner), drives it with target/release/chat-load (and, where needed,
+bench/churn.py, wrk or bench/http_load.py), stops it by PID, and compares the
+figures with the targets. A missed target is reported as MISS and does not
+fail the run; the exit status is non-zero only when something could not run.
+Writes bench/results.md and bench/results.json.
+"""
+
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "bench")
+SERVER = os.path.join(ROOT, "target", "release", "multiuserchat")
+LOAD = os.path.join(ROOT, "target", "release", "chat-load")
+# Per-connection logging at info level would be part of what is measured.
+SERVER_FLAGS = ["--log-level", "warn"]
+
+STARTED = []  # every child process still to be reaped: Popen objects
+TMP = tempfile.mkdtemp(prefix="chat-bench-")
+
+
+class CouldNotRun(Exception):
+    """A scenario could not be run (as opposed to a target being missed)."""
+
+
+# ---------------------------------------------------------------- processes
+
+
+def spawn(cmd, **kw):
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, **kw)
+    STARTED.append(p)
+    return p
+
+
+def stop(p, grace=3.0):
+    """Stops one child we started, by its PID: SIGTERM, then SIGKILL."""
+    if p.poll() is None:
+        try:
+            os.kill(p.pid, signal.SIGTERM)
+            p.wait(timeout=grace)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+    if p.poll() is None:
+        try:
+            os.kill(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait(timeout=5)
+    if p in STARTED:
+        STARTED.remove(p)
+
+
+def stop_all():
+    for p in list(STARTED):
+        try:
+            stop(p, grace=1.0)
+        except Exception:  # noqa: BLE001 - best effort during cleanup
+            pass
+
+
+def on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+def run_json(cmd, limit, name):
+    """Runs a bounded child; returns (exit code, last-line JSON or None, stdout, stderr)."""
+    out_path = os.path.join(TMP, f"{name}.out")
+    err_path = os.path.join(TMP, f"{name}.err")
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        p = spawn(cmd, stdout=out, stderr=err)
+        try:
+            p.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            stop(p)
+            raise CouldNotRun(f"{name}: no result within {limit} s")
+        STARTED.remove(p)
+    return finish_json(p.returncode, out_path, err_path)
+
+
+def finish_json(code, out_path, err_path):
+    stdout = open(out_path).read()
+    stderr = open(err_path).read()
+    lines = [l for l in stdout.splitlines() if l.strip()]
+    data = None
+    if lines:
+        try:
+            data = json.loads(lines[-1])
+        except ValueError:
+            data = None
+    return code, data, stdout, stderr
+
+
+class Server:
+    """A fresh server on free loopback ports."""
+
+    def __init__(self, name, extra=()):
+        self.log = os.path.join(TMP, f"{name}.server")
+        self.out = open(self.log, "w")
+        self.proc = spawn(
+            [SERVER, "--host", "127.0.0.1", "--tcp-port", "0", "--ws-port", "0",
+             "--http-port", "0", *SERVER_FLAGS, *extra],
+            stdout=self.out, stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + 10
+        self.tcp = self.ws = self.http = None
+        while time.monotonic() < deadline:
+            text = open(self.log).read()
+            tcp = re.search(r"tcp://([0-9.]+:\d+)", text)
+            ws = re.search(r"ws://([0-9.]+:\d+)/", text)
+            http = re.search(r"http://([0-9.]+:\d+)/", text)
+            if tcp and ws and http:
+                self.tcp, self.ws, self.http = tcp.group(1), ws.group(1), http.group(1)
+                break
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        if not self.tcp:
+            self.stop()
+            raise CouldNotRun(f"server did not print its ports: {open(self.log).read()[-500:]!r}")
+
+    def rss_kib(self):
+        return status_kib(self.pid, "VmRSS")
+
+    def stats(self):
+        with urllib.request.urlopen(f"http://{self.http}/stats", timeout=5) as r:
+            return json.loads(r.read())
+
+    def wait_users(self, want, limit):
+        """Polls /stats until `users == want`; returns the last count seen."""
+        deadline = time.monotonic() + limit
+        users = None
+        while time.monotonic() < deadline:
+            users = self.stats().get("users")
+            if users == want:
+                return users
+            time.sleep(0.1)
+        return users
+
+    def stop(self):
+        stop(self.proc)
+        self.out.close()
+
+
+def status_kib(pid, field):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def loadavg():
+    try:
+        return open("/proc/loadavg").read().split()[0]
+    except OSError:
+        return "?"
+
+
+# ---------------------------------------------------------------- checks
+
+
+def check(name, value, op, target, fmt="{}"):
+    ok = value is not None and {"<=": value <= target, ">=": value >= target,
+                                "==": value == target}[op]
+    return {"check": name, "value": value, "shown": "n/a" if value is None else fmt.format(value),
+            "target": f"{op} {fmt.format(target)}", "status": "PASS" if ok else "MISS"}
+
+
+def load_checks(d, p99_ms=None, min_dps=None):
+    errors = sum(d.get(k, 0) for k in ("lost", "duplicated", "reordered", "unexpected",
+                                       "disconnected"))
+    out = [check("lost", d["lost"], "==", 0),
+           check("dup+reordered+unexpected+dropped", errors - d["lost"], "==", 0),
+           check("run completed", d["result"], "==", "OK")]
+    if p99_ms is not None:
+        out.append(check("p99 latency (ms)", d["latency_us"]["p99"] / 1000, "<=", p99_ms,
+                         "{:.2f}"))
+    if min_dps is not None:
+        out.append(check("deliveries/s", d["deliveries_per_sec"], ">=", min_dps, "{:,.0f}"))
+    return out
+
+
+def load_figures(d):
+    lat = d["latency_us"]
+    return {
+        "deliveries/s": f"{d['deliveries_per_sec']:,.0f}",
+        "delivered": f"{d['deliveries']:,} of {d['expected_deliveries']:,}",
+        "lost/dup/reord": f"{d['lost']}/{d['duplicated']}/{d['reordered']}",
+        "latency ms p50/p90/p99/p999/max": "/".join(
+            f"{lat[k] / 1000:.2f}" for k in ("p50", "p90", "p99", "p999", "max")),
+        "connect s": f"{d['connect_secs']:.2f}",
+        "server CPU s": d["server_cpu_secs"],
+        "generator CPU s": d["gen_cpu_secs"],
+        "server peak RSS KiB": d["server_peak_rss_kib"],
+    }
+
+
+def chat_load(srv, name, args, limit=90):
+    cmd = [LOAD, "--addr", srv.tcp, "--ws-addr", srv.ws, *args,
+           "--server-pid", str(srv.pid), "--json", "--timeout", str(limit - 10)]
+    code, data, stdout, stderr = run_json(cmd, limit, name)
+    if data is None:
+        raise CouldNotRun(f"{name}: chat-load exited {code} without a result: "
+                          f"{(stderr or stdout)[-400:]!r}")
+    return {"cmd": "chat-load " + " ".join(args),
+            "exit": code, "report": data, "stderr": stderr.strip()[-400:]}
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+def simple_load(name, args, p99_ms=None, min_dps=None):
+    def run():
+        srv = Server(name)
+        try:
+            r = chat_load(srv, name, args)
+        finally:
+            srv.stop()
+        d = r["report"]
+        return {"figures": load_figures(d), "checks": load_checks(d, p99_ms, min_dps),
+                "raw": r}
+    return run
+
+
+def idle_10k(run_no):
+    name = f"idle-10k-{run_no}"
+    srv = Server(name)
+    try:
+        time.sleep(0.3)
+        before = srv.rss_kib()
+        r = chat_load(srv, name, ["--proto", "tcp-json", "--clients", "11000",
+                                  "--ws-clients", "1000", "--idle"], limit=120)
+    finally:
+        srv.stop()
+    d = r["report"]
+    joined = d.get("server_rss_joined_kib")
+    per = (joined - before) / 11000 if joined is not None and before is not None else None
+    bmax = d["latency_us"]["max"] / 1000
+    return {
+        "figures": {
+            "server VmRSS before KiB": before, "server VmRSS all joined KiB": joined,
+            "RSS per connection KiB": None if per is None else round(per, 3),
+            "broadcast to all 11,000 ms (max)": round(bmax, 2),
+            "broadcast p50/p99 ms": f"{d['latency_us']['p50'] / 1000:.2f}/"
+                                    f"{d['latency_us']['p99'] / 1000:.2f}",
+            "connect+join s": f"{d['connect_secs']:.2f}",
+            "delivered": f"{d['deliveries']:,} of {d['expected_deliveries']:,}",
+        },
+        "checks": [check("RSS per connection (KiB)", per, "<=", 2.0, "{:.2f}"),
+                   check("broadcast reaches all (ms)", bmax, "<=", 100.0, "{:.1f}"),
+                   check("lost", d["lost"], "==", 0),
+                   check("run completed", d["result"], "==", "OK")],
+        "key": bmax,
+        "raw": r,
+    }
+
+
+def http_scenario():
+    name = "http"
+    srv = Server(name)
+    try:
+        wrk = shutil.which("wrk")
+        if wrk:
+            cmd = [wrk, "-t2", "-c64", "-d5s", "--latency", "--timeout", "5s",
+                   f"http://{srv.http}/"]
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=30,
+                                 stdin=subprocess.DEVNULL)
+            if out.returncode != 0:
+                raise CouldNotRun(f"wrk failed: {out.stderr[-300:]!r}")
+            d = parse_wrk(out.stdout)
+            d["cmd"] = "wrk -t2 -c64 -d5s --latency http://HOST:PORT/"
+        else:
+            code, d, stdout, stderr = run_json(
+                [sys.executable, os.path.join(BENCH, "http_load.py"), "--addr", srv.http,
+                 "--connections", "64", "--duration", "5"], 40, name)
+            if d is None:
+                raise CouldNotRun(f"http_load.py exited {code}: {stderr[-300:]!r}")
+            d["cmd"] = "bench/http_load.py --connections 64 --duration 5"
+        rss = srv.rss_kib()
+    finally:
+        srv.stop()
+    lat = d["latency_us"]
+    return {
+        "figures": {"tool": d["tool"], "requests/s": f"{d['requests_per_sec']:,.0f}",
+                    "requests": d["requests"], "errors": d["errors"],
+                    "latency ms p50/p90/p99/max": "/".join(
+                        "n/a" if lat.get(k) is None else f"{lat[k] / 1000:.2f}"
+                        for k in ("p50", "p90", "p99", "max")),
+                    "server RSS KiB": rss},
+        "checks": [check("errors / non-200", d["errors"], "==", 0),
+                   {"check": "requests/s, p99", "value": None,
+                    "shown": f"{d['requests_per_sec']:,.0f} req/s, p99 "
+                             + ("n/a" if lat.get("p99") is None
+                                else f"{lat['p99'] / 1000:.2f} ms"),
+                    "target": "(no target: reported)", "status": "INFO"}],
+        "raw": d,
+    }
+
+
+def parse_wrk(text):
+    def to_us(v):
+        m = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", v)
+        if not m:
+            return None
+        return float(m.group(1)) * {"us": 1, "ms": 1e3, "s": 1e6, "m": 6e7}[m.group(2)]
+
+    lat = {}
+    for q, key in (("50%", "p50"), ("90%", "p90"), ("99%", "p99")):
+        m = re.search(rf"^\s*{re.escape(q)}\s+(\S+)", text, re.M)
+        lat[key] = to_us(m.group(1)) if m else None
+    m = re.search(r"^\s*Latency\s+\S+\s+\S+\s+(\S+)", text, re.M)
+    lat["max"] = to_us(m.group(1)) if m else None
+    rps = re.search(r"Requests/sec:\s+([0-9.]+)", text)
+    reqs = re.search(r"(\d+) requests in", text)
+    errors = 0
+    for m in re.finditer(r"Non-2xx or 3xx responses: (\d+)", text):
+        errors += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    return {"tool": "wrk", "requests_per_sec": float(rps.group(1)) if rps else 0.0,
+            "requests": int(reqs.group(1)) if reqs else 0, "errors": errors,
+            "latency_us": lat, "output": text}
+
+
+def churn_scenario():
+    name = "churn"
+    srv = Server(name)
+    try:
+        time.sleep(0.3)
+        rss_start = srv.rss_kib()
+        load_args = ["--proto", "tcp-json", "--clients", "1000", "--senders", "100",
+                     "--messages", "100000", "--rate", "100", "--duration", "14"]
+        cmd = [LOAD, "--addr", srv.tcp, *load_args, "--server-pid", str(srv.pid),
+               "--json", "--timeout", "80"]
+        lo, le = os.path.join(TMP, "churn-load.out"), os.path.join(TMP, "churn-load.err")
+        with open(lo, "w") as out, open(le, "w") as err:
+            load = spawn(cmd, stdout=out, stderr=err)
+        if srv.wait_users(1000, 30) != 1000:
+            raise CouldNotRun("churn: the 1,000 staying clients did not join")
+        churn_cmd = [sys.executable, os.path.join(BENCH, "churn.py"), "--addr", srv.tcp,
+                     "--rate", "500", "--duration", "10", "--hold-ms", "50",
+                     "--server-pid", str(srv.pid)]
+        code, churn, _, cerr = run_json(churn_cmd, 60, "churn-cycles")
+        if churn is None:
+            raise CouldNotRun(f"churn.py exited {code}: {cerr[-300:]!r}")
+        users_after_churn = srv.wait_users(1000, 5)
+        rss_churn_end = srv.rss_kib()
+        try:
+            load.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            stop(load)
+            raise CouldNotRun("churn: chat-load did not finish")
+        STARTED.remove(load)
+        lcode, d, lout, lerr = finish_json(load.returncode, lo, le)
+        if d is None:
+            raise CouldNotRun(f"churn: chat-load exited {lcode}: {(lerr or lout)[-300:]!r}")
+        users_end = srv.wait_users(0, 10)
+        time.sleep(0.5)
+        rss_end = srv.rss_kib()
+        stats_end = srv.stats()
+    finally:
+        srv.stop()
+    samples = [kib for _, kib in churn["rss_kib"] if kib is not None]
+    warm = samples[min(3, len(samples) - 1)] if samples else None
+    last = samples[-1] if samples else None
+    growth = None if warm is None or last is None else last - warm
+    return {
+        "figures": {
+            "join/leave cycles": f"{churn['completed']:,} of {churn['started']:,} "
+                                 f"({churn['cycles_per_sec']}/s, {churn['failed']} failed)",
+            "churn join ms p50/p99/max": "/".join(
+                "n/a" if churn["join_ms"][k] is None else f"{churn['join_ms'][k]:.1f}"
+                for k in ("p50", "p99", "max")),
+            "staying clients delivered": f"{d['deliveries']:,} of {d['expected_deliveries']:,}",
+            "staying clients latency ms p50/p99/max": "/".join(
+                f"{d['latency_us'][k] / 1000:.2f}" for k in ("p50", "p99", "max")),
+            "users after churn / after all left": f"{users_after_churn} / {users_end}",
+            "server VmRSS KiB start / churn 3 s / churn end / all left":
+                f"{rss_start} / {warm} / {last} / {rss_end}",
+            "RSS samples during churn KiB": " ".join(str(s) for s in samples),
+        },
+        "checks": [check("lost (staying clients)", d["lost"], "==", 0),
+                   check("staying run completed", d["result"], "==", "OK"),
+                   check("churn cycles failed", churn["failed"], "==", 0),
+                   check("users == 1000 after churn", users_after_churn, "==", 1000),
+                   check("/stats users after all left", users_end, "==", 0),
+                   check("RSS growth churn 3 s -> end (KiB)", growth, "<=", 1024)],
+        "raw": {"chat_load": {"cmd": "chat-load " + " ".join(load_args), "exit": lcode,
+                              "report": d},
+                "churn": {"cmd": "bench/churn.py --rate 500 --duration 10 --hold-ms 50",
+                          "exit": code, "report": churn},
+                "stats_end": stats_end},
+    }
+
+
+SCENARIOS = [
+    ("chat-1k", "1,000 TCP clients, 100 senders, 100 msg/s aggregate for 10 s",
+     simple_load("chat-1k", ["--proto", "tcp-json", "--clients", "1000", "--senders", "100",
+                             "--messages", "100000", "--rate", "100", "--duration", "10"],
+                 p99_ms=2.0), 1),
+    ("fanout-1k", "1,000 TCP clients, 100 senders, 1,000 msg/s for 10 s (1M deliveries/s)",
+     simple_load("fanout-1k", ["--proto", "tcp-json", "--clients", "1000", "--senders", "100",
+                               "--messages", "100000", "--rate", "1000", "--duration", "10"],
+                 p99_ms=10.0), 1),
+    ("burst-1k", "1,000 TCP clients, 10 senders as fast as the window (64) allows, 8 s",
+     simple_load("burst-1k", ["--proto", "tcp-json", "--clients", "1000", "--senders", "10",
+                              "--messages", "10000000", "--duration", "8"],
+                 min_dps=2_500_000), 1),
+    ("ws-fanout-1k", "fanout-1k over WebSocket",
+     simple_load("ws-fanout-1k", ["--proto", "ws", "--clients", "1000", "--senders", "100",
+                                  "--messages", "100000", "--rate", "1000", "--duration", "10"],
+                 p99_ms=15.0), 1),
+    ("mixed", "500 TCP-JSON + 250 TCP-text + 250 WebSocket, 100 senders, 200 msg/s for 10 s",
+     simple_load("mixed", ["--proto", "mix", "--clients", "1000", "--senders", "100",
+                           "--messages", "100000", "--rate", "200", "--duration", "10"]), 1),
+    ("idle-10k", "10,000 TCP + 1,000 WebSocket idle joined clients, then one broadcast "
+                 "(3 runs, median by broadcast time)", idle_10k, 3),
+    ("http", "keep-alive GET / from 64 connections for 5 s", http_scenario, 1),
+    ("churn", "500 joins+leaves/s for 10 s while 1,000 others chat (100 msg/s)",
+     churn_scenario, 1),
+]
+
+
+# ---------------------------------------------------------------- report
+
+
+def machine():
+    def cmd(*c):
+        try:
+            return subprocess.run(c, capture_output=True, text=True, timeout=10,
+                                  stdin=subprocess.DEVNULL).stdout.strip()
+        except Exception:  # noqa: BLE001
+            return "?"
+    model = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = status_like("/proc/meminfo", "MemTotal")
+    return {
+        "nproc": cmd("nproc"),
+        "cpu_model": model,
+        "memory_kib": mem,
+        "kernel": f"{platform.system()} {platform.release()} {platform.version()}",
+        "rustc": cmd("rustc", "--version"),
+        "python": platform.python_version(),
+        "wrk": cmd("wrk", "--version").splitlines()[0] if shutil.which("wrk") else "not installed",
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "open_files_limit": cmd("sh", "-c", "ulimit -n"),
+        "loadavg_at_start": loadavg(),
+    }
+
+
+def status_like(path, field):
+    try:
+        for line in open(path):
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def write_results(mach, results, total_secs):
+    with open(os.path.join(BENCH, "results.json"), "w") as f:
+        json.dump({"machine": mach, "total_secs": round(total_secs, 1),
+                   "server_flags": SERVER_FLAGS, "scenarios": results}, f, indent=2)
+        f.write("\n")
+    md = ["# Benchmark results", "",
+          "Written by `make bench` (bench/run.sh). Every scenario ran against a fresh "
+          "server on loopback ports (`--log-level warn`, other flags at their defaults, "
+          "`--summary-above` 1000). The load generator shares the machine with the server.",
+          "",
+          "## Machine", "",
+          f"- CPUs: {mach['nproc']} x {mach['cpu_model']}, memory {mach['memory_kib']} KiB",
+          f"- Kernel: {mach['kernel']}",
+          f"- {mach['rustc']}; Python {mach['python']}; wrk: {mach['wrk']}",
+          f"- Date: {mach['date']}; open-file limit {mach['open_files_limit']}",
+          f"- Load average (1 min) at start: {mach['loadavg_at_start']}. This is a shared, "
+          "noisy 2-core machine: other builds may run at the same time, and the generator, "
+          "the server (and churn / HTTP clients) compete for the same two cores, so "
+          "latency tails in particular vary between runs.",
+          f"- Total bench time: {total_secs:.0f} s", "",
+          "## Summary", "",
+          "| Scenario | Check | Measured | Target | Result |",
+          "|---|---|---|---|---|"]
+    for r in results:
+        if r.get("error"):
+            md.append(f"| {r['name']} | could not run | {r['error'][:120]} | | ERROR |")
+            continue
+        for c in r["checks"]:
+            md.append(f"| {r['name']} | {c['check']} | {c['shown']} | {c['target']} | "
+                      f"{c['status']} |")
+    md += ["", "## Scenarios", ""]
+    for r in results:
+        md += [f"### {r['name']}: {r['status']}", "", r["description"], "",
+               f"Load average (1 min) before: {r['loadavg_before']}; took {r['secs']:.1f} s.", ""]
+        if r.get("error"):
+            md += [f"Could not run: `{r['error']}`", ""]
+            continue
+        if r.get("runs"):
+            md += [f"Runs (median shown, figures from that one run): "
+                   + "; ".join(f"run {i + 1}: {k}" for i, k in enumerate(r["runs"])), ""]
+        md += ["| Figure | Value |", "|---|---|"]
+        md += [f"| {k} | {v} |" for k, v in r["figures"].items()]
+        md.append("")
+        cmds = commands_of(r["raw"])
+        if cmds:
+            md += ["Commands: " + "; ".join(f"`{c}`" for c in cmds), ""]
+    with open(os.path.join(BENCH, "results.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+
+
+def commands_of(raw):
+    if isinstance(raw, dict):
+        if "cmd" in raw:
+            return [raw["cmd"]]
+        return [c for v in raw.values() for c in commands_of(v)]
+    return []
+
+
+def main():
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    for exe in (SERVER, LOAD):
+        if not os.access(exe, os.X_OK):
+            print(f"bench: {exe} is missing; build first", file=sys.stderr)
+            return 2
+    t0 = time.monotonic()
+    mach = machine()
+    results, could_not_run = [], 0
+    try:
+        for name, desc, fn, repeat in SCENARIOS:
+            print(f"bench: {name}: {desc}", flush=True)
+            entry = {"name": name, "description": desc, "loadavg_before": loadavg()}
+            s0 = time.monotonic()
+            try:
+                if repeat > 1:
+                    runs = [fn(i + 1) for i in range(repeat)]
+                    med = sorted(runs, key=lambda x: x["key"])[len(runs) // 2]
+                    entry.update(med)
+                    entry["runs"] = [f"{x['key']:.1f} ms broadcast, "
+                                     f"{x['figures']['RSS per connection KiB']} KiB/conn"
+                                     for x in runs]
+                    entry["all_runs"] = [x["raw"] for x in runs]
+                    entry["median_of"] = repeat
+                else:
+                    entry.update(fn())
+                statuses = [c["status"] for c in entry["checks"]]
+                entry["status"] = "MISS" if "MISS" in statuses else "PASS"
+            except CouldNotRun as e:
+                could_not_run += 1
+                entry.update(status="ERROR", error=str(e))
+            entry["secs"] = round(time.monotonic() - s0, 1)
+            results.append(entry)
+            for c in entry.get("checks", []):
+                print(f"  {c['status']:<5} {c['check']}: {c['shown']} (target {c['target']})",
+                      flush=True)
+            if entry.get("error"):
+                print(f"  ERROR {entry['error']}", flush=True)
+    finally:
+        stop_all()
+        write_results(mach, results, time.monotonic() - t0)
+        if could_not_run:
+            print(f"bench: logs kept in {TMP}", file=sys.stderr)
+        else:
+            shutil.rmtree(TMP, ignore_errors=True)
+    print(f"bench: wrote bench/results.md and bench/results.json "
+          f"({time.monotonic() - t0:.0f} s)")
+    missed = [r["name"] for r in results if r["status"] == "MISS"]
+    if missed:
+        print(f"bench: targets missed in: {', '.join(missed)} (see bench/results.md)")
+    if could_not_run:
+        print(f"bench: {could_not_run} scenario(s) could not run", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
