@@ -12,7 +12,7 @@
 //! Everything printed from the network is sanitized first: control characters
 //! and bidirectional overrides are replaced, so a peer cannot move the cursor,
 //! change colours or rewrite the terminal title. Colours are used only when
-//! stdout is a terminal. Self-contained: it does not use the server's library.
+//! stdout is a terminal. JSON is read and written with the library's own codec.
 
 use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -22,6 +22,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use multiuserchat::proto::json::{self, Value};
 
 /// Before sending `exit`, wait until the server has been silent this long...
 const QUIT_QUIET: Duration = Duration::from_millis(300);
@@ -321,21 +323,21 @@ fn read_server(
 
 /// Formats one server line; the event, if any, is for the main thread.
 fn render(line: &str, style: Style) -> (Option<String>, Option<Event>) {
-    let obj = match parse_json(line) {
-        Some(Json::Obj(fields)) => fields,
+    let obj = match json::parse(line, MAX_JSON_DEPTH) {
+        Ok(Value::Object(fields)) => fields,
         _ => return (Some(style.dim(&format!("? {}", sanitize(line)))), None),
     };
     let get = |k: &str| obj.iter().find(|(key, _)| key == k).map(|(_, v)| v);
     let s = |k: &str| match get(k) {
-        Some(Json::Str(v)) => sanitize(v),
-        Some(Json::Num(n)) => sanitize(n),
+        Some(Value::String(v)) => sanitize(v),
+        Some(Value::Number(n)) => sanitize(n),
         _ => String::new(),
     };
     let list = |k: &str| match get(k) {
-        Some(Json::Arr(items)) => items
+        Some(Value::Array(items)) => items
             .iter()
             .filter_map(|v| {
-                if let Json::Str(s) = v {
+                if let Value::String(s) = v {
                     Some(sanitize(s))
                 } else {
                     None
@@ -452,197 +454,11 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// `s` as a JSON string literal (quotes, backslashes and controls escaped).
+/// `s` as a JSON string literal (the library's escaping).
 fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// A JSON value, just enough for server messages. Numbers keep their text.
-#[derive(Debug, PartialEq)]
-enum Json {
-    Null,
-    Bool(bool),
-    Num(String),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
-}
-
-/// Parses one JSON document; `None` when it is malformed or nested too deeply.
-fn parse_json(text: &str) -> Option<Json> {
-    let mut p = JsonParser {
-        b: text.as_bytes(),
-        i: 0,
-    };
-    let v = p.value(0)?;
-    p.ws();
-    (p.i == p.b.len()).then_some(v)
-}
-
-struct JsonParser<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-impl JsonParser<'_> {
-    fn ws(&mut self) {
-        while matches!(self.b.get(self.i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, c: u8) -> bool {
-        self.ws();
-        if self.b.get(self.i) == Some(&c) {
-            self.i += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn literal(&mut self, word: &str, v: Json) -> Option<Json> {
-        let end = self.i.checked_add(word.len())?;
-        (self.b.get(self.i..end)? == word.as_bytes()).then(|| {
-            self.i = end;
-            v
-        })
-    }
-
-    fn value(&mut self, depth: usize) -> Option<Json> {
-        if depth > MAX_JSON_DEPTH {
-            return None;
-        }
-        self.ws();
-        match *self.b.get(self.i)? {
-            b'{' => {
-                self.i += 1;
-                let mut fields = Vec::new();
-                if self.eat(b'}') {
-                    return Some(Json::Obj(fields));
-                }
-                loop {
-                    self.ws();
-                    let k = self.string()?;
-                    if !self.eat(b':') {
-                        return None;
-                    }
-                    fields.push((k, self.value(depth + 1)?));
-                    if self.eat(b'}') {
-                        return Some(Json::Obj(fields));
-                    }
-                    if !self.eat(b',') {
-                        return None;
-                    }
-                }
-            }
-            b'[' => {
-                self.i += 1;
-                let mut items = Vec::new();
-                if self.eat(b']') {
-                    return Some(Json::Arr(items));
-                }
-                loop {
-                    items.push(self.value(depth + 1)?);
-                    if self.eat(b']') {
-                        return Some(Json::Arr(items));
-                    }
-                    if !self.eat(b',') {
-                        return None;
-                    }
-                }
-            }
-            b'"' => self.string().map(Json::Str),
-            b't' => self.literal("true", Json::Bool(true)),
-            b'f' => self.literal("false", Json::Bool(false)),
-            b'n' => self.literal("null", Json::Null),
-            b'-' | b'0'..=b'9' => {
-                let start = self.i;
-                while matches!(
-                    self.b.get(self.i),
-                    Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
-                ) {
-                    self.i += 1;
-                }
-                let t = std::str::from_utf8(self.b.get(start..self.i)?).ok()?;
-                Some(Json::Num(t.to_string()))
-            }
-            _ => None,
-        }
-    }
-
-    fn hex4(&mut self) -> Option<u32> {
-        let end = self.i.checked_add(4)?;
-        let digits = std::str::from_utf8(self.b.get(self.i..end)?).ok()?;
-        let v = u32::from_str_radix(digits, 16).ok()?;
-        self.i = end;
-        Some(v)
-    }
-
-    fn string(&mut self) -> Option<String> {
-        if self.b.get(self.i) != Some(&b'"') {
-            return None;
-        }
-        self.i += 1;
-        let mut out = Vec::new();
-        loop {
-            let c = *self.b.get(self.i)?;
-            self.i += 1;
-            match c {
-                b'"' => return String::from_utf8(out).ok(),
-                b'\\' => {
-                    let e = *self.b.get(self.i)?;
-                    self.i += 1;
-                    let ch = match e {
-                        b'"' => '"',
-                        b'\\' => '\\',
-                        b'/' => '/',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'n' => '\n',
-                        b'r' => '\r',
-                        b't' => '\t',
-                        b'u' => {
-                            let hi = self.hex4()?;
-                            let code = if (0xD800..0xDC00).contains(&hi) {
-                                // A high surrogate must be followed by `\u` + low surrogate.
-                                if self.b.get(self.i..self.i.checked_add(2)?)? != b"\\u" {
-                                    return None;
-                                }
-                                self.i += 2;
-                                let lo = self.hex4()?;
-                                if !(0xDC00..0xE000).contains(&lo) {
-                                    return None;
-                                }
-                                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-                            } else {
-                                hi
-                            };
-                            char::from_u32(code)?
-                        }
-                        _ => return None,
-                    };
-                    let mut tmp = [0u8; 4];
-                    out.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
-                }
-                c => out.push(c),
-            }
-        }
-    }
+    let mut out = Vec::with_capacity(s.len() + 2);
+    json::write_str(&mut out, s);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -660,27 +476,6 @@ mod tests {
     #[test]
     fn json_string_escapes_quotes_and_controls() {
         assert_eq!(json_string("a\"b\\c\n\u{1}"), r#""a\"b\\c\n\u0001""#);
-    }
-
-    #[test]
-    fn parses_server_message_with_surrogate_pair() {
-        let v = parse_json(
-            r#"{"type":"message","message":"\ud83d\ude00 \"x\"","count":3,"users":["a"]}"#,
-        );
-        let Some(Json::Obj(fields)) = v else {
-            panic!("not an object")
-        };
-        assert_eq!(
-            fields[1],
-            ("message".into(), Json::Str("\u{1F600} \"x\"".into()))
-        );
-        assert_eq!(fields[2], ("count".into(), Json::Num("3".into())));
-    }
-
-    #[test]
-    fn rejects_truncated_and_too_deep_json() {
-        assert!(parse_json(r#"{"type":"mess"#).is_none());
-        assert!(parse_json(&"[".repeat(100)).is_none());
     }
 
     #[test]
