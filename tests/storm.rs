@@ -4,22 +4,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use common::binary::stats;
+
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
-
-use serde_json::Value;
-
-fn stats(addr: SocketAddr) -> Value {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(common::WAIT)).unwrap();
-    s.write_all(b"GET /stats HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut raw = String::new();
-    let _ = s.read_to_string(&mut raw);
-    let body = raw.split("\r\n\r\n").nth(1).expect("body");
-    serde_json::from_str(body).expect("stats JSON")
-}
 
 #[test]
 fn connection_storm_leaves_no_leaked_connections_or_ghost_users() {

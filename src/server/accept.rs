@@ -1,8 +1,13 @@
-//! Accepting: until `WouldBlock`; over the connection cap a client gets a short
-//! refusal and is closed; when descriptors run out, accepting pauses briefly
-//! (instead of spinning on a listener that stays readable) and resumes when a
-//! connection closes or the pause ends.
+//! Accepting: until `WouldBlock` or [`MAX_ACCEPTS_PER_TURN`] (the rest next
+//! turn, so a connection storm cannot starve chat traffic). Over the connection
+//! cap a client gets a short refusal and is closed. When descriptors run out
+//! (`EMFILE`/`ENFILE`), the reserve descriptor is given up for a moment so each
+//! waiting client can be accepted, refused the same way and closed, instead of
+//! hanging in the backlog; without a reserve (or on other errors such as
+//! `ENOBUFS`) accepting pauses briefly instead of spinning on a listener that
+//! stays readable, and resumes when a connection closes or the pause ends.
 
+use std::fs::File;
 use std::io::{self, Write};
 use std::time::Duration;
 
@@ -13,9 +18,34 @@ use mio::net::TcpStream;
 use super::{Server, token};
 use crate::conn::{Conn, Port};
 use crate::hub::ConnId;
+use crate::proto::chat::{Body, ErrorCode, ServerMsg, Stamp};
 
 /// How long accepting pauses after running out of descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Shortest interval between two "out of descriptors" warnings.
+const EXHAUSTION_WARN_EVERY: Duration = Duration::from_secs(5);
+
+/// Most connections accepted (or refused) per listener per loop turn.
+const MAX_ACCEPTS_PER_TURN: usize = 256;
+
+/// Opens the reserve descriptor (see the module docs).
+pub(super) fn open_spare() -> Option<File> {
+    match File::open("/dev/null") {
+        Ok(f) => Some(f),
+        Err(e) => {
+            warn!(
+                "cannot open a reserve descriptor (/dev/null): {e}; when descriptors run out, clients will wait instead of being refused"
+            );
+            None
+        }
+    }
+}
+
+/// True for "out of descriptors", per process or system-wide.
+fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
 
 impl Server {
     /// Accepts every pending connection on listener `i`.
@@ -24,7 +54,7 @@ impl Server {
             return;
         }
         let port = Port::from_listener(i);
-        loop {
+        for _ in 0..MAX_ACCEPTS_PER_TURN {
             let Some(listener) = self.listeners.get(i) else {
                 return;
             };
@@ -37,6 +67,11 @@ impl Server {
                         e.kind(),
                         io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
                     ) => {}
+                Err(e) if out_of_descriptors(&e) && self.spare_fd.is_some() => {
+                    if !self.refuse_with_spare(i, port, &e) {
+                        return;
+                    }
+                }
                 Err(e) => {
                     // EMFILE/ENFILE/ENOBUFS/ENOMEM: the listener stays readable, so
                     // pause instead of spinning; the pending clients wait in the backlog.
@@ -49,12 +84,60 @@ impl Server {
                 }
             }
         }
+        // Bound reached with clients possibly still waiting: edge-triggered, so no
+        // new event would come for them; try again next turn.
+        if let Some(flag) = self.accept_again.get_mut(i) {
+            *flag = true;
+        }
+    }
+
+    /// Out of descriptors: frees the reserve, accepts one waiting client, refuses
+    /// and closes it, then takes the reserve back. False when nothing was waiting
+    /// or the reserve could not be used (accepting is then paused).
+    fn refuse_with_spare(&mut self, i: usize, port: Port, cause: &io::Error) -> bool {
+        drop(self.spare_fd.take());
+        let accepted = match self.listeners.get(i) {
+            Some(listener) => listener.accept(),
+            None => return false,
+        };
+        let more = match accepted {
+            Ok((mut socket, peer)) => {
+                self.core.stats.refused += 1;
+                refuse(&mut socket, port, self.core.now.stamp, &mut self.core.enc);
+                drop(socket);
+                debug!("{peer}: refused on {port:?} port: {cause}");
+                let now = self.core.now.mono;
+                if self
+                    .exhaustion_warned
+                    .is_none_or(|t| now >= t + EXHAUSTION_WARN_EVERY)
+                {
+                    self.exhaustion_warned = Some(now);
+                    warn!(
+                        "out of descriptors ({cause}): refusing new clients; {} refused so far",
+                        self.core.stats.refused
+                    );
+                }
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Err(e) => {
+                debug!("accept with the reserve descriptor failed: {e}");
+                self.accept_paused_until = Some(self.core.now.mono + ACCEPT_PAUSE);
+                false
+            }
+        };
+        self.spare_fd = open_spare();
+        if self.spare_fd.is_none() {
+            self.accept_paused_until = Some(self.core.now.mono + ACCEPT_PAUSE);
+            return false;
+        }
+        more
     }
 
     fn admit(&mut self, mut socket: TcpStream, peer: std::net::SocketAddr, port: Port) {
         if self.conns.len() >= self.core.cfg.max_connections {
             self.core.stats.refused += 1;
-            refuse(&mut socket, port);
+            refuse(&mut socket, port, self.core.now.stamp, &mut self.core.enc);
             debug!("{peer}: refused, {} connections open", self.conns.len());
             return;
         }
@@ -97,16 +180,27 @@ impl Server {
     }
 }
 
-/// Best-effort refusal for a client over the connection cap.
-fn refuse(socket: &mut TcpStream, port: Port) {
-    let msg: &[u8] = match port {
+/// Best-effort refusal for a client the server cannot take: a chat-port client
+/// gets a `server_full` error line (JSON: its mode is not known yet), a
+/// WebSocket or HTTP client a 503. The socket is closed right after.
+fn refuse(socket: &mut TcpStream, port: Port, stamp: Stamp, buf: &mut Vec<u8>) {
+    buf.clear();
+    match port {
         Port::Chat => {
-            b"{\"type\":\"error\",\"sender\":\"Server\",\"code\":\"server_full\",\"message\":\"The server is full. Please try again later.\",\"timestamp\":\"00:00:00\"}\n"
+            ServerMsg {
+                stamp,
+                body: Body::Error {
+                    code: ErrorCode::ServerFull,
+                    text: "The server is full. Please try again later.".into(),
+                },
+            }
+            .encode_json(buf);
+            buf.push(b'\n');
         }
-        Port::Ws | Port::Http => {
-            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\nConnection: close\r\n\r\nServer is full.\n"
-        }
-    };
-    let _ = socket.write(msg);
+        Port::Ws | Port::Http => buf.extend_from_slice(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\nConnection: close\r\n\r\nServer is full.\n",
+        ),
+    }
+    let _ = socket.write(buf);
     let _ = socket.shutdown(std::net::Shutdown::Both);
 }

@@ -134,6 +134,14 @@ pub struct Server {
     scratch: Vec<u8>,
     serial: u32,
     accept_paused_until: Option<Instant>,
+    /// Listeners that hit the per-turn accept bound; accepted again next turn.
+    accept_again: [bool; 3],
+    /// A descriptor held in reserve: when `accept` fails for want of descriptors,
+    /// it is closed so the waiting client can be accepted, told the server is
+    /// full and closed, instead of hanging in the backlog.
+    spare_fd: Option<std::fs::File>,
+    /// When the last "out of descriptors" warning was logged.
+    exhaustion_warned: Option<Instant>,
     /// Reusable list of broadcast recipients.
     member_scratch: Vec<crate::hub::ConnId>,
     next_sweep: Instant,
@@ -194,6 +202,9 @@ impl Server {
             scratch: vec![0; SCRATCH_BYTES],
             serial: 0,
             accept_paused_until: None,
+            accept_again: [false; 3],
+            spare_fd: accept::open_spare(),
+            exhaustion_warned: None,
             member_scratch: Vec::new(),
             next_sweep: now,
             core,
@@ -242,6 +253,11 @@ impl Server {
         for key in again {
             self.read(key);
         }
+        for i in 0..self.listeners.len() {
+            if std::mem::take(&mut self.accept_again[i]) {
+                self.accept(i);
+            }
+        }
         if self
             .accept_paused_until
             .is_some_and(|t| self.core.now.mono >= t)
@@ -271,7 +287,10 @@ impl Server {
 
     /// Zero while work is pending, else time to the nearest timer.
     fn poll_timeout(&self, now: Instant) -> Duration {
-        if !self.core.ready_again.is_empty() || !self.core.dead.is_empty() {
+        if !self.core.ready_again.is_empty()
+            || !self.core.dead.is_empty()
+            || self.accept_again.contains(&true)
+        {
             return Duration::ZERO;
         }
         let mut next = self.next_sweep;

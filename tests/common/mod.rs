@@ -2,6 +2,8 @@
 //! own thread, as in production: one thread, one poll loop), and a JSON-lines client.
 #![allow(dead_code)]
 
+pub mod binary;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;

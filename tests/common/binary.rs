@@ -1,0 +1,187 @@
+//! The real server binary as a child process on 127.0.0.1 with every port 0:
+//! the ports are read back from its start-up banner. Its memory and descriptors
+//! can be read from `/proc`, and its descriptor limit can be lowered.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::WAIT;
+
+/// A running server binary, killed and reaped on drop.
+pub struct ServerProcess {
+    child: Child,
+    pub pid: u32,
+    pub tcp: SocketAddr,
+    pub ws: SocketAddr,
+    pub http: SocketAddr,
+}
+
+/// How to start the binary.
+#[derive(Default)]
+pub struct Spawn<'a> {
+    /// Extra flags after `--host 127.0.0.1` and the three `--*-port 0`.
+    pub args: &'a [&'a str],
+    /// Soft and hard `RLIMIT_NOFILE` for the child.
+    pub nofile: Option<u64>,
+}
+
+impl ServerProcess {
+    pub fn start(spawn: Spawn<'_>) -> ServerProcess {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_multiuserchat"));
+        cmd.args([
+            "--host",
+            "127.0.0.1",
+            "--tcp-port",
+            "0",
+            "--ws-port",
+            "0",
+            "--http-port",
+            "0",
+            "--log-level",
+            "warn",
+        ])
+        .args(spawn.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+        if let Some(n) = spawn.nofile {
+            // SAFETY: between fork and exec only setrlimit runs, which is
+            // async-signal-safe; no allocation or locking happens in the closure.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = cmd.spawn().expect("spawn server binary");
+        let pid = child.id();
+        let stdout = child.stdout.take().expect("stdout");
+        // The banner names each port once; keep draining afterwards so the child
+        // never blocks on a full pipe.
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut found = Vec::new();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if found.len() < 3
+                    && let Some(addr) = banner_addr(&line)
+                {
+                    found.push(addr);
+                    if found.len() == 3 {
+                        let _ = tx.send(found.clone());
+                    }
+                }
+            }
+        });
+        let addrs = match rx.recv_timeout(WAIT) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the server binary printed no banner");
+            }
+        };
+        ServerProcess {
+            child,
+            pid,
+            tcp: addrs[0],
+            ws: addrs[1],
+            http: addrs[2],
+        }
+    }
+
+    /// True while the process has not exited.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Open descriptors of the server process.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Resident memory of the server process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).expect("/proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// The `/stats` document.
+    pub fn stats(&self) -> Value {
+        stats(self.http)
+    }
+
+    /// The `/stats` document, `None` if the server could not serve it.
+    pub fn try_stats(&self) -> Option<Value> {
+        try_stats(self.http)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `tcp://127.0.0.1:PORT`, `ws://127.0.0.1:PORT/`, `http://127.0.0.1:PORT/` in a banner line.
+fn banner_addr(line: &str) -> Option<SocketAddr> {
+    let rest = line.split("://").nth(1)?;
+    rest.trim_end_matches('/').parse().ok()
+}
+
+/// Fetches `/stats` from the HTTP port.
+pub fn stats(addr: SocketAddr) -> Value {
+    try_stats(addr).expect("no /stats document")
+}
+
+/// `/stats`, or `None` when the server answered anything but a 200 with JSON
+/// (a 503 while it is out of descriptors, say).
+pub fn try_stats(addr: SocketAddr) -> Option<Value> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(WAIT)).ok()?;
+    s.write_all(b"GET /stats HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    if !raw.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    serde_json::from_str(raw.split("\r\n\r\n").nth(1)?).ok()
+}
+
+/// Sleeps in small steps until `cond` holds; false after `limit`.
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
