@@ -132,7 +132,6 @@ fn connection_storm_leaves_no_leaked_connections_or_ghost_users() {
     let started = Instant::now();
     let storms: Vec<_> = (0..THREADS)
         .map(|t| {
-            let addrs = addrs;
             thread::spawn(move || {
                 for i in 0..CYCLES_PER_THREAD {
                     cycle(&addrs, t, i);
