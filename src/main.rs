@@ -33,6 +33,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Ctrl+C / SIGTERM drain the server instead of killing it mid-write.
+    if let Err(e) = server.stop_on_signals() {
+        eprintln!(
+            "multiuserchat: cannot handle stop signals ({e}); Ctrl+C will stop without a goodbye"
+        );
+    }
     match server.local_addrs() {
         Ok(addrs) => print_banner(&cfg, &addrs),
         Err(e) => {

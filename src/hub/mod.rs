@@ -153,6 +153,8 @@ pub struct Hub {
     /// Messages produced since start (the next [`Outgoing::seq`]).
     produced: u64,
     relayed: u64,
+    /// The server is shutting down: users leave without notices or list updates.
+    closing: bool,
 }
 
 impl Hub {
@@ -171,6 +173,7 @@ impl Hub {
             outbox: Vec::new(),
             produced: 0,
             relayed: 0,
+            closing: false,
         }
     }
 
@@ -389,9 +392,21 @@ impl Hub {
         self.push(Recipients::One(id), now, Body::Info { text, user: None });
     }
 
+    /// The server is shutting down: everyone online gets `text` as a notice, and
+    /// from now on users leave silently (no leave notices, no list updates).
+    pub fn shutdown(&mut self, text: String, now: Now) {
+        self.push(Recipients::All, now, Body::Notice { text });
+        self.closing = true;
+        self.touched.clear();
+    }
+
     /// Once per loop turn: sends the debounced presence updates and, in summary
     /// mode, the periodic summary when it is due.
     pub fn end_turn(&mut self, now: Now) {
+        if self.closing {
+            self.touched.clear();
+            return;
+        }
         let n = self.members.len();
         let summarised = n > self.cfg.summary_above_users;
         if self.summary_mode && !summarised {
@@ -503,6 +518,9 @@ impl Hub {
             }
         }
         let summarised = self.members.len() + 1 > self.cfg.summary_above_users;
+        if self.closing {
+            return;
+        }
         if summarised {
             self.window_left += 1;
         } else {

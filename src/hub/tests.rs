@@ -395,3 +395,27 @@ fn a_joiner_gets_no_broadcast_produced_before_its_join() {
     assert!(matches!(&to_bob[3], Body::UserList { users } if users.len() == 2));
     assert_eq!(to_bob.len(), 4);
 }
+
+#[test]
+fn shutdown_notifies_everyone_then_users_leave_silently() {
+    let mut h = hub();
+    join(&mut h, 1, "alice", false);
+    join(&mut h, 2, "bob", true);
+    h.end_turn(now());
+    bodies(&mut h);
+    h.shutdown("Server is shutting down.".into(), now());
+    h.handle_disconnect(id(1), now());
+    h.handle_exit(id(2), now());
+    h.end_turn(now());
+    let out = bodies(&mut h);
+    assert_eq!(
+        out,
+        vec![(
+            Recipients::All,
+            Body::Notice {
+                text: "Server is shutting down.".into()
+            }
+        )]
+    );
+    assert_eq!(h.user_count(), 0);
+}

@@ -14,12 +14,19 @@
 //!
 //! Closing is deferred: a connection over a limit is marked, not freed, while
 //! other code may still hold its key.
+//!
+//! Stopping (SIGINT / SIGTERM, when [`Server::stop_on_signals`] was called): the
+//! listeners stop accepting, every user gets a notice, each connection flushes
+//! what is queued (WebSockets end with a 1001 close frame) and half-closes; `run`
+//! returns once all are closed or the linger timeout passes. A second signal
+//! ends it at once.
 
 mod accept;
 mod clock;
 mod deliver;
 mod http;
 mod input;
+mod signals;
 mod timers;
 pub mod token;
 
@@ -28,14 +35,16 @@ use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use log::{debug, info};
+use log::{debug, info, warn};
 use mio::net::TcpListener;
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll};
 use slab::Slab;
 
 use crate::config::Config;
 use crate::conn::{Conn, Flush, Phase, Port, Wire};
 use crate::hub::{Hub, Now};
+use crate::proto::ws::close::CloseCode;
 use crate::proto::ws::handshake::HandshakeConfig;
 use crate::web::static_files::StaticFiles;
 
@@ -126,6 +135,17 @@ pub(crate) struct Core {
     pub enc: Vec<u8>,
 }
 
+/// A stop in progress.
+#[derive(Debug)]
+struct Drain {
+    /// When whatever is still open is cut.
+    deadline: Instant,
+    /// Connections open when the stop began.
+    initial: usize,
+    /// Every connection was told to finish (done once, after the goodbye is queued).
+    closed_all: bool,
+}
+
 /// The server: listeners, connections and the chat hub on one thread.
 pub struct Server {
     poll: Poll,
@@ -142,6 +162,10 @@ pub struct Server {
     spare_fd: Option<std::fs::File>,
     /// When the last "out of descriptors" warning was logged.
     exhaustion_warned: Option<Instant>,
+    /// SIGINT / SIGTERM as poll events (see [`Server::stop_on_signals`]).
+    signals: Option<signals::Signals>,
+    /// Set once a stop signal came: the loop is draining.
+    drain: Option<Drain>,
     /// Reusable list of broadcast recipients.
     member_scratch: Vec<crate::hub::ConnId>,
     next_sweep: Instant,
@@ -205,6 +229,8 @@ impl Server {
             accept_again: [false; 3],
             spare_fd: accept::open_spare(),
             exhaustion_warned: None,
+            signals: None,
+            drain: None,
             member_scratch: Vec::new(),
             next_sweep: now,
             core,
@@ -220,11 +246,91 @@ impl Server {
         })
     }
 
-    /// Runs the loop until the poll itself fails.
+    /// Makes SIGINT and SIGTERM stop the server gracefully (see the module docs).
+    /// Call it before any other thread is started: the signals are blocked for
+    /// this thread and those it starts afterwards.
+    pub fn stop_on_signals(&mut self) -> io::Result<()> {
+        let signals = signals::Signals::install()?;
+        self.poll.registry().register(
+            &mut SourceFd(&signals.raw_fd()),
+            token::SIGNALS,
+            Interest::READABLE,
+        )?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    /// Runs the loop until a stop signal's drain completes (`Ok`) or the poll
+    /// itself fails.
     pub fn run(&mut self) -> Result<(), ServerError> {
         let mut events = Events::with_capacity(1024);
         loop {
             self.turn(&mut events).map_err(ServerError::Io)?;
+            if let Some(drain) = &self.drain
+                && (self.conns.is_empty() || self.core.now.mono >= drain.deadline)
+            {
+                info!(
+                    "stopped: {} connection(s) closed cleanly, {} cut at the deadline",
+                    drain.initial.saturating_sub(self.conns.len()),
+                    self.conns.len()
+                );
+                return Ok(());
+            }
+        }
+    }
+
+    /// A stop signal: the first starts the drain, the next one ends it now.
+    fn on_signal(&mut self) {
+        let Some(signals) = &self.signals else {
+            return;
+        };
+        while let Some(signo) = signals.next() {
+            let now = self.core.now.mono;
+            if let Some(drain) = &mut self.drain {
+                warn!("signal {signo} again: stopping now");
+                drain.deadline = now;
+                continue;
+            }
+            info!(
+                "signal {signo}: stopping; draining {} connection(s) (at most {} ms)",
+                self.conns.len(),
+                self.core.cfg.linger_timeout.as_millis()
+            );
+            for l in &mut self.listeners {
+                let _ = self.poll.registry().deregister(l);
+            }
+            self.accept_again = [false; 3];
+            self.accept_paused_until = None;
+            self.core.hub.shutdown(
+                "The server is shutting down. Goodbye!".into(),
+                self.core.now,
+            );
+            self.drain = Some(Drain {
+                deadline: now + self.core.cfg.linger_timeout,
+                initial: self.conns.len(),
+                closed_all: false,
+            });
+        }
+    }
+
+    /// After the goodbye notice is queued: every connection ends its output
+    /// (WebSockets with a 1001 close frame) and lingers.
+    fn close_all_for_drain(&mut self) {
+        for (_, conn) in self.conns.iter_mut() {
+            if conn.phase != Phase::Open {
+                continue;
+            }
+            if let Wire::Ws(ws) = &mut conn.wire
+                && !ws.session.is_closing()
+            {
+                let mut reply = std::mem::take(&mut self.core.ws_reply);
+                reply.clear();
+                ws.session
+                    .close(CloseCode::GOING_AWAY, "server shutting down", &mut reply);
+                input::queue(&mut self.core, conn, std::rc::Rc::from(reply.as_slice()));
+                self.core.ws_reply = reply;
+            }
+            input::linger(&mut self.core, conn);
         }
     }
 
@@ -240,6 +346,7 @@ impl Server {
         for event in events.iter() {
             match token::decode(event.token()) {
                 Token2::Listener(i) => self.accept(i),
+                Token2::Signals => self.on_signal(),
                 Token2::Conn(key) => {
                     if event.is_writable() {
                         self.flush(key);
@@ -281,6 +388,12 @@ impl Server {
                 break;
             }
         }
+        if let Some(drain) = &mut self.drain
+            && !drain.closed_all
+        {
+            drain.closed_all = true;
+            self.close_all_for_drain();
+        }
         self.flush_dirty();
         Ok(())
     }
@@ -296,6 +409,9 @@ impl Server {
         let mut next = self.next_sweep;
         if let Some(t) = self.accept_paused_until {
             next = next.min(t);
+        }
+        if let Some(drain) = &self.drain {
+            next = next.min(drain.deadline);
         }
         next.saturating_duration_since(now)
     }
