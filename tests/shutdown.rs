@@ -46,6 +46,8 @@ fn stop_with(sig: libc::c_int) {
     });
     assert_eq!(v["message"], GOODBYE, "{v}");
     assert!(json.closed(), "JSON client not closed");
+    // The listeners closed when the stop began, before the drain ends.
+    assert!(TcpStream::connect(server.tcp).is_err(), "still accepting");
     drop(json);
 
     // Text mode: the same notice as a line, then EOF.

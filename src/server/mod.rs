@@ -149,7 +149,8 @@ struct Drain {
 /// The server: listeners, connections and the chat hub on one thread.
 pub struct Server {
     poll: Poll,
-    listeners: [TcpListener; 3],
+    /// Chat, WebSocket, HTTP; emptied (closed) when a stop begins.
+    listeners: Vec<TcpListener>,
     conns: Slab<Conn>,
     scratch: Vec<u8>,
     serial: u32,
@@ -183,7 +184,7 @@ impl Server {
             None => StaticFiles::embedded(),
         };
         let poll = Poll::new().map_err(ServerError::Io)?;
-        let mut listeners = [
+        let mut listeners = vec![
             listen(SocketAddr::new(cfg.host, cfg.tcp_port), "--tcp-port")?,
             listen(SocketAddr::new(cfg.host, cfg.ws_port), "--ws-port")?,
             listen(SocketAddr::new(cfg.host, cfg.http_port), "--http-port")?,
@@ -240,10 +241,17 @@ impl Server {
     /// The addresses actually bound.
     pub fn local_addrs(&self) -> io::Result<BoundAddrs> {
         Ok(BoundAddrs {
-            tcp: self.listeners[0].local_addr()?,
-            ws: self.listeners[1].local_addr()?,
-            http: self.listeners[2].local_addr()?,
+            tcp: self.listener_addr(0)?,
+            ws: self.listener_addr(1)?,
+            http: self.listener_addr(2)?,
         })
+    }
+
+    fn listener_addr(&self, i: usize) -> io::Result<SocketAddr> {
+        match self.listeners.get(i) {
+            Some(l) => l.local_addr(),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, "listener closed")),
+        }
     }
 
     /// Makes SIGINT and SIGTERM stop the server gracefully (see the module docs).
@@ -296,8 +304,10 @@ impl Server {
                 self.conns.len(),
                 self.core.cfg.linger_timeout.as_millis()
             );
-            for l in &mut self.listeners {
-                let _ = self.poll.registry().deregister(l);
+            // Closed, not just ignored: newcomers are refused at once instead
+            // of waiting in the backlog of a server that is going away.
+            for mut l in self.listeners.drain(..) {
+                let _ = self.poll.registry().deregister(&mut l);
             }
             self.accept_again = [false; 3];
             self.accept_paused_until = None;
