@@ -7,15 +7,36 @@
 //!    `Connecting → (WsHandshake) → Joining → Joined`; any failure ends the run.
 //! 2. Send phase: the first S clients send `L <sender> <seq> <send_nanos>`,
 //!    each keeping at most `window` of its own messages unacknowledged (its own
-//!    broadcast coming back is the acknowledgement), paced by `--rate` if given.
-//! 3. Drain: after the last send, wait until every client has every message,
-//!    or until nothing arrives for [`QUIET`] while messages are missing.
+//!    broadcast, or the server's confirmation of its private message, coming
+//!    back is the acknowledgement), paced by `--rate` if given. With
+//!    `--private`, some messages go as `@TARGET L ...` to one other client
+//!    (see [`crate::route`]). With `--churn`, short-lived clients come and go
+//!    beside the staying ones (see "Churn" below).
+//! 3. Drain: after the last send, wait until every client has every message
+//!    and every churn cycle has ended, or until nothing arrives for [`QUIET`]
+//!    while messages are missing.
 //!
-//! Every client checks each sender's sequence (`next` per (receiver, sender)):
-//! `seq == next` is in order; `seq > next` counts as reordered (the skipped ones
-//! as `skipped`); `seq < next` counts as duplicated. Whatever a receiver still
+//! Every client checks each sender's sequence (`next` per (receiver, sender) =
+//! one past the last seq received). A receiver must see exactly the seqs that
+//! reach it (every broadcast; the private messages addressed to it; for the
+//! sender itself every seq), in increasing order: a seq below `next` counts as
+//! duplicated; one that leaves out seqs meant for this receiver counts as
+//! reordered (the left-out ones as `skipped`); a private message that reaches
+//! anyone but its target, a confirmation anywhere but at its sender, or a
+//! message of the wrong kind counts as misdelivered. Whatever a receiver still
 //! misses at the end is lost. Reads go into one shared scratch buffer; only a
 //! partial line or frame is kept per client; writes are coalesced per turn.
+//!
+//! Churn: churn clients live in extra slots after the C staying clients (tokens
+//! C.., at most [`churn_cap`] at once). Cycle n uses wire n mod K (JSON without
+//! the presence feature, text, WebSocket; K = 2 without `--ws-addr`) and leaves
+//! with the protocol's exit when (n / K) is even, by closing the socket
+//! otherwise. A cycle completes when an abrupt leaver closes or the server
+//! closes a voluntary leaver's connection; it fails on a refused join, no
+//! welcome within [`CHURN_JOIN_TIMEOUT`], a server close before the leave, or
+//! no close within [`CHURN_LEAVE_TIMEOUT`] of the exit. Churn clients discard
+//! what they receive, except that a private message or confirmation reaching
+//! one counts as misdelivered.
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::time::{Duration, Instant};
@@ -25,10 +46,19 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::hist::Histogram;
 use crate::opts::{Options, Proto};
-use crate::wire::{self, Wire};
+use crate::route::Route;
+use crate::wire::{self, Kind, Wire};
 
 /// A run stops when messages are missing and nothing has arrived for this long.
 const QUIET: Duration = Duration::from_secs(5);
+/// How long a churn client stays after its welcome.
+const CHURN_HOLD: Duration = Duration::from_millis(200);
+/// A churn client must be welcomed this soon after its connect started.
+const CHURN_JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// After a churn client's exit, the server must close the connection this soon.
+const CHURN_LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often churn deadlines are looked at.
+const CHURN_TICK: Duration = Duration::from_millis(5);
 /// Longest line or frame kept while waiting for its end.
 const MAX_PENDING_BYTES: usize = 1 << 20;
 const SCRATCH_BYTES: usize = 256 * 1024;
@@ -40,6 +70,8 @@ enum State {
     WsHandshake,
     Joining,
     Joined,
+    /// A churn client that sent its exit and waits for the server to close.
+    Leaving,
     Closed,
 }
 
@@ -61,6 +93,49 @@ struct Client {
 struct SenderState {
     sent: u32,
     acked: u32,
+}
+
+/// The churn part of one churn slot (its socket and buffers are a [`Client`]).
+struct ChurnSlot {
+    name: String,
+    /// Connect start, for the join latency.
+    started: Instant,
+    /// Join, hold or leave deadline, by state.
+    deadline: Instant,
+    voluntary: bool,
+}
+
+/// Churn bookkeeping.
+struct Churn {
+    /// Cycles per second; `None` without `--churn`.
+    rate: Option<f64>,
+    slots: Vec<Option<ChurnSlot>>,
+    free: Vec<usize>,
+    active: usize,
+    started: u64,
+    completed: u64,
+    failed: u64,
+    voluntary: u64,
+    abrupt: u64,
+    first_error: Option<String>,
+    join_latency: Histogram,
+    last_tick: Instant,
+}
+
+/// Churn slots: max(16, RATE), at most 1000.
+fn churn_cap(rate: Option<f64>) -> usize {
+    rate.map_or(0, |r| (r.ceil() as usize).clamp(16, 1000))
+}
+
+/// Churn figures for the report.
+pub struct ChurnOutcome {
+    pub started: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub voluntary: u64,
+    pub abrupt: u64,
+    pub first_error: Option<String>,
+    pub join_latency: Histogram,
 }
 
 /// Why the run ended.
@@ -85,9 +160,16 @@ pub struct Outcome {
     pub reordered: u64,
     pub skipped: u64,
     pub unexpected: u64,
+    pub misdelivered: u64,
+    pub first_misdelivery: Option<String>,
     pub disconnected: u64,
     pub server_errors: u64,
     pub first_server_error: Option<String>,
+    /// Private messages sent, delivered to their targets, confirmed to their senders.
+    pub private_sent: u64,
+    pub private_delivered: u64,
+    pub private_confirmed: u64,
+    pub churn: ChurnOutcome,
     pub connect_secs: f64,
     pub send_secs: f64,
     pub delivery_secs: f64,
@@ -100,12 +182,15 @@ pub struct Load {
     poll: Poll,
     clients: Vec<Client>,
     senders: Vec<SenderState>,
-    /// Names of the senders, built once for the send path.
-    sender_names: Vec<String>,
-    /// Next expected seq per (receiver, sender), row-major by receiver.
+    /// Names of the staying clients, built once for the send and check paths.
+    names: Vec<String>,
+    route: Route,
+    /// One past the last seq received, per (receiver, sender), row-major by receiver.
     next: Vec<u32>,
-    /// Sum of `next`: deliveries accounted for in order or by skipping.
+    /// Deliveries accounted for in order or by skipping (the seqs below `next`
+    /// that reach their receiver, summed).
     progress: u64,
+    churn: Churn,
     scratch: Vec<u8>,
     dirty: Vec<usize>,
     rng: u64,
@@ -120,9 +205,14 @@ pub struct Load {
     reordered: u64,
     skipped: u64,
     unexpected: u64,
+    misdelivered: u64,
+    first_misdelivery: Option<String>,
     disconnected: u64,
     server_errors: u64,
     first_server_error: Option<String>,
+    private_sent: u64,
+    private_delivered: u64,
+    private_confirmed: u64,
     /// Receive time of the latest delivery, in nanoseconds since `base`.
     last_delivery_ns: u64,
     latency: Histogram,
@@ -139,7 +229,8 @@ impl Load {
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(0x9E37_79B9);
         let first_ws = opts.clients - opts.ws_clients.min(opts.clients);
-        let clients = (0..opts.clients)
+        let cap = churn_cap(opts.churn);
+        let clients = (0..opts.clients + cap)
             .map(|i| Client {
                 stream: None,
                 wire: if i >= first_ws {
@@ -157,12 +248,27 @@ impl Load {
         let run_id = (seed ^ (seed >> 29)) as u32 & 0xFFFF;
         Ok(Load {
             run_id,
-            sender_names: (0..opts.senders).map(|i| client_name(run_id, i)).collect(),
+            names: (0..opts.clients).map(|i| client_name(run_id, i)).collect(),
+            route: Route::new(opts.private_pct, opts.clients),
             poll: Poll::new()?,
             clients,
             senders: vec![SenderState::default(); opts.senders],
             next: vec![0; opts.clients * opts.senders],
             progress: 0,
+            churn: Churn {
+                rate: opts.churn,
+                slots: (0..cap).map(|_| None).collect(),
+                free: (0..cap).rev().collect(),
+                active: 0,
+                started: 0,
+                completed: 0,
+                failed: 0,
+                voluntary: 0,
+                abrupt: 0,
+                first_error: None,
+                join_latency: Histogram::new(),
+                last_tick: base,
+            },
             scratch: vec![0; SCRATCH_BYTES],
             dirty: Vec::new(),
             rng: seed | 1,
@@ -177,9 +283,14 @@ impl Load {
             reordered: 0,
             skipped: 0,
             unexpected: 0,
+            misdelivered: 0,
+            first_misdelivery: None,
             disconnected: 0,
             server_errors: 0,
             first_server_error: None,
+            private_sent: 0,
+            private_delivered: 0,
+            private_confirmed: 0,
             last_delivery_ns: 0,
             latency: Histogram::new(),
             show_progress: io::stderr().is_terminal(),
@@ -188,8 +299,20 @@ impl Load {
         })
     }
 
+    /// Client `i`'s name: a staying client's, or the current churn client's in slot `i`.
     fn name(&self, i: usize) -> String {
-        client_name(self.run_id, i)
+        match self.names.get(i) {
+            Some(n) => n.clone(),
+            None => self
+                .churn_slot(i)
+                .map(|c| c.name.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn churn_slot(&self, i: usize) -> Option<&ChurnSlot> {
+        let k = i.checked_sub(self.opts.clients)?;
+        self.churn.slots.get(k)?.as_ref()
     }
 
     fn nanos(&self, t: Instant) -> u64 {
@@ -252,10 +375,12 @@ impl Load {
             }
             if sending {
                 scheduled = self.send_due(now, send_start, scheduled, total);
+                self.start_churn(now, send_start);
             }
+            self.churn_tick(now);
             let sent = self.messages_sent();
-            let expected = self.opts.clients as u64 * sent;
-            if !sending && self.progress >= expected {
+            let expected = self.expected();
+            if !sending && self.progress >= expected && self.churn.active == 0 {
                 break Ending::Complete;
             }
             if (self.deliveries, sent) != last_seen {
@@ -264,7 +389,7 @@ impl Load {
             } else if self.progress < expected && now.duration_since(last_activity) >= QUIET {
                 break Ending::Stalled;
             }
-            let wait = match (sending, self.opts.rate) {
+            let mut wait = match (sending, self.opts.rate) {
                 (true, Some(rate)) => {
                     let due = send_start + Duration::from_secs_f64(scheduled as f64 / rate);
                     due.saturating_duration_since(now)
@@ -272,6 +397,9 @@ impl Load {
                 }
                 _ => Duration::from_millis(100),
             };
+            if self.churn.active > 0 || (sending && self.churn.rate.is_some()) {
+                wait = wait.min(CHURN_TICK);
+            }
             self.turn(&mut events, wait)?;
             server_rss_probe();
             self.progress_line("sending");
@@ -284,6 +412,208 @@ impl Load {
 
     fn messages_sent(&self) -> u64 {
         self.senders.iter().map(|s| u64::from(s.sent)).sum()
+    }
+
+    /// Deliveries expected for what has been sent so far (see [`Route::expected`]).
+    fn expected(&self) -> u64 {
+        self.senders
+            .iter()
+            .enumerate()
+            .map(|(i, s)| self.route.expected(i, u64::from(s.sent)))
+            .sum()
+    }
+
+    /// Starts the churn cycles due by now (`rate` per second since `send_start`)
+    /// while slots are free; late ones start as slots free up.
+    fn start_churn(&mut self, now: Instant, send_start: Instant) {
+        let Some(rate) = self.churn.rate else {
+            return;
+        };
+        let due = (now.duration_since(send_start).as_secs_f64() * rate) as u64 + 1;
+        while self.churn.started < due {
+            let Some(k) = self.churn.free.pop() else {
+                break;
+            };
+            self.start_churn_client(k, now);
+        }
+    }
+
+    fn start_churn_client(&mut self, k: usize, now: Instant) {
+        let n = self.churn.started;
+        self.churn.started += 1;
+        self.churn.active += 1;
+        let kinds: &[Wire] = if self.opts.ws_addr.is_some() {
+            &[Wire::Json, Wire::Text, Wire::Ws]
+        } else {
+            &[Wire::Json, Wire::Text]
+        };
+        let kinds_n = kinds.len() as u64;
+        let wire = kinds
+            .get((n % kinds_n) as usize)
+            .copied()
+            .unwrap_or(Wire::Json);
+        let voluntary = (n / kinds_n).is_multiple_of(2);
+        let i = self.opts.clients + k;
+        if let Some(slot) = self.churn.slots.get_mut(k) {
+            *slot = Some(ChurnSlot {
+                name: churn_name(self.run_id, n),
+                started: now,
+                deadline: now + CHURN_JOIN_TIMEOUT,
+                voluntary,
+            });
+        }
+        let addr = match wire {
+            Wire::Ws => self.opts.ws_addr.unwrap_or(self.opts.addr),
+            _ => self.opts.addr,
+        };
+        let mut stream = match TcpStream::connect(addr) {
+            Ok(s) => s,
+            Err(e) => return self.churn_end(i, Some(format!("connect to {addr} failed: {e}"))),
+        };
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(i),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            return self.churn_end(i, Some(format!("register: {e}")));
+        }
+        if let Some(c) = self.clients.get_mut(i) {
+            c.wire = wire;
+            c.stream = Some(stream);
+            c.state = State::Connecting;
+            c.pending.clear();
+            c.out.clear();
+            c.fragments.clear();
+        }
+    }
+
+    /// Looks at churn deadlines: joins that take too long, holds that are over
+    /// (the client leaves), exits the server does not answer by closing.
+    fn churn_tick(&mut self, now: Instant) {
+        if self.churn.active == 0 || now.duration_since(self.churn.last_tick) < CHURN_TICK {
+            return;
+        }
+        self.churn.last_tick = now;
+        for k in 0..self.churn.slots.len() {
+            let Some(slot) = self.churn.slots.get(k).and_then(Option::as_ref) else {
+                continue;
+            };
+            if now < slot.deadline {
+                continue;
+            }
+            let voluntary = slot.voluntary;
+            let i = self.opts.clients + k;
+            let Some(c) = self.clients.get(i) else {
+                continue;
+            };
+            match c.state {
+                State::Joined if voluntary => {
+                    let mask = self.mask();
+                    let name = self.name(i);
+                    if let Some(c) = self.clients.get_mut(i) {
+                        wire::encode_exit(c.wire, &name, &mut c.out, mask);
+                        c.state = State::Leaving;
+                    }
+                    if let Some(Some(slot)) = self.churn.slots.get_mut(k) {
+                        slot.deadline = now + CHURN_LEAVE_TIMEOUT;
+                    }
+                    self.mark_dirty(i);
+                }
+                State::Joined => self.churn_end(i, None),
+                State::Leaving => self.churn_end(
+                    i,
+                    Some(format!(
+                        "the server did not close within {CHURN_LEAVE_TIMEOUT:?} of the exit"
+                    )),
+                ),
+                _ => self.churn_end(i, Some(format!("no welcome within {CHURN_JOIN_TIMEOUT:?}"))),
+            }
+        }
+    }
+
+    /// Ends the churn cycle in client slot `i`: completed when `error` is `None`.
+    /// Closes the socket and frees the slot.
+    fn churn_end(&mut self, i: usize, error: Option<String>) {
+        let Some(k) = i.checked_sub(self.opts.clients) else {
+            return;
+        };
+        let Some(slot) = self.churn.slots.get_mut(k).and_then(Option::take) else {
+            return;
+        };
+        if let Some(c) = self.clients.get_mut(i) {
+            if let Some(mut stream) = c.stream.take() {
+                let _ = self.poll.registry().deregister(&mut stream);
+            }
+            c.state = State::NotStarted;
+            c.pending = Vec::new();
+            c.out = Vec::new();
+            c.fragments = Vec::new();
+        }
+        self.ws_keys.retain(|(j, _)| *j != i);
+        self.churn.free.push(k);
+        self.churn.active = self.churn.active.saturating_sub(1);
+        match error {
+            None => {
+                self.churn.completed += 1;
+                if slot.voluntary {
+                    self.churn.voluntary += 1;
+                } else {
+                    self.churn.abrupt += 1;
+                }
+            }
+            Some(e) => {
+                self.churn.failed += 1;
+                self.churn
+                    .first_error
+                    .get_or_insert_with(|| format!("{}: {e}", slot.name));
+            }
+        }
+    }
+
+    /// One server line or message for the churn client in slot `i`.
+    fn churn_message(&mut self, i: usize, msg: &[u8], now: Instant) {
+        let Some(c) = self.clients.get(i) else { return };
+        let (wire, state) = (c.wire, c.state);
+        if wire::load_text(wire, msg).is_some() {
+            if matches!(
+                wire::kind(wire, msg),
+                Some(Kind::Private | Kind::PrivateSent)
+            ) {
+                self.misdelivery(format!(
+                    "churn client {}: {}",
+                    self.name(i),
+                    String::from_utf8_lossy(msg)
+                ));
+            }
+            return;
+        }
+        if state != State::Joining {
+            return;
+        }
+        let name = self.name(i);
+        let kind_ok = wire == Wire::Text || wire::find(msg, b"\"info\"").is_some();
+        if kind_ok
+            && wire::find(msg, b"Welcome").is_some()
+            && wire::contains_name(msg, name.as_bytes())
+        {
+            if let Some(c) = self.clients.get_mut(i) {
+                c.state = State::Joined;
+            }
+            let k = i.saturating_sub(self.opts.clients);
+            if let Some(Some(slot)) = self.churn.slots.get_mut(k) {
+                let waited = now.saturating_duration_since(slot.started);
+                self.churn.join_latency.record(waited.as_nanos() as u64);
+                slot.deadline = now + CHURN_HOLD;
+            }
+        } else if wire.is_error(msg) {
+            let text = String::from_utf8_lossy(msg).into_owned();
+            self.churn_end(i, Some(format!("refused: {text}")));
+        }
+    }
+
+    fn misdelivery(&mut self, what: String) {
+        self.misdelivered += 1;
+        self.first_misdelivery.get_or_insert(what);
     }
 
     /// Starts clients until `connect_window` are between connect and welcome.
@@ -368,6 +698,7 @@ impl Load {
     fn on_connected(&mut self, i: usize) {
         let mask = self.mask();
         let name = self.name(i);
+        let presence = self.presence(i);
         let Some(c) = self.clients.get_mut(i) else {
             return;
         };
@@ -380,9 +711,20 @@ impl Load {
             c.state = State::WsHandshake;
             self.ws_keys.push((i, key));
         } else {
-            wire::encode_join(c.wire, &name, &mut c.out, mask);
+            wire::encode_join(c.wire, &name, presence, &mut c.out, mask);
             c.state = State::Joining;
         }
+    }
+
+    /// Staying clients ask for presence deltas; JSON churn clients take the
+    /// legacy full lists, WebSocket churn clients deltas.
+    fn presence(&self, i: usize) -> bool {
+        i < self.opts.clients || self.clients.get(i).is_some_and(|c| c.wire == Wire::Ws)
+    }
+
+    /// True once client `i`'s socket is gone: the rest of its input is dropped.
+    fn closed(&self, i: usize) -> bool {
+        self.clients.get(i).is_none_or(|c| c.stream.is_none())
     }
 
     fn mark_dirty(&mut self, i: usize) {
@@ -480,15 +822,20 @@ impl Load {
             return false;
         }
         let mask = self.mask();
-        let (Some(c), Some(name)) = (self.clients.get_mut(s), self.sender_names.get(s)) else {
+        let target = self.route.target(s, u64::from(st.sent));
+        let to = target.and_then(|t| self.names.get(t)).map(String::as_str);
+        let (Some(c), Some(name)) = (self.clients.get_mut(s), self.names.get(s)) else {
             return false;
         };
         if c.state != State::Joined {
             return false;
         }
-        wire::encode_message(c.wire, name, (s, st.sent, nanos), &mut c.out, mask);
+        wire::encode_message(c.wire, name, to, (s, st.sent, nanos), &mut c.out, mask);
         if let Some(st) = self.senders.get_mut(s) {
             st.sent += 1;
+        }
+        if target.is_some() {
+            self.private_sent += 1;
         }
         self.mark_dirty(s);
         true
@@ -541,7 +888,7 @@ impl Load {
             pending.shrink_to(4096);
         }
         if let Some(c) = self.clients.get_mut(i)
-            && c.state != State::Closed
+            && c.stream.is_some()
         {
             c.pending = pending;
         }
@@ -567,6 +914,9 @@ impl Load {
         {
             self.on_message(i, rest.get(..off).unwrap_or_default(), now);
             start += off + 1;
+            if self.closed(i) {
+                return buf.len();
+            }
         }
         start
     }
@@ -585,8 +935,9 @@ impl Load {
         }
         let mask = self.mask();
         let name = self.name(i);
+        let presence = self.presence(i);
         if let Some(c) = self.clients.get_mut(i) {
-            wire::encode_join(Wire::Ws, &name, &mut c.out, mask);
+            wire::encode_join(Wire::Ws, &name, presence, &mut c.out, mask);
             c.state = State::Joining;
         }
         self.mark_dirty(i);
@@ -607,6 +958,9 @@ impl Load {
                     return buf.len();
                 }
             };
+            if self.closed(i) {
+                return buf.len();
+            }
             let payload = rest.get(frame.payload.clone()).unwrap_or_default();
             start += n;
             match frame.opcode {
@@ -639,20 +993,20 @@ impl Load {
 
     /// One server line (TCP) or text message (WebSocket).
     fn on_message(&mut self, i: usize, msg: &[u8], now: u64) {
+        if i >= self.opts.clients {
+            let at = self.base + Duration::from_nanos(now);
+            return self.churn_message(i, msg, at);
+        }
         let Some(c) = self.clients.get(i) else { return };
         let (wire, state) = (c.wire, c.state);
         if let Some(text) = wire::load_text(wire, msg) {
-            match wire::parse_load(text) {
-                Some((s, q, t)) => self.on_delivery(i, s, q, t, now),
-                None => self.unexpected += 1,
+            match (wire::kind(wire, msg), wire::parse_load(text)) {
+                (Some(kind), Some((s, q, t))) => self.on_delivery(i, kind, (s, q, t), msg, now),
+                _ => self.unexpected += 1,
             }
             return;
         }
-        let is_error = if wire == Wire::Text {
-            wire::find(msg, b"!!! ").is_some()
-        } else {
-            wire::find(msg, b"\"error\"").is_some()
-        };
+        let is_error = wire.is_error(msg);
         if state == State::Joining {
             let name = self.name(i);
             let kind_ok = wire == Wire::Text || wire::find(msg, b"\"info\"").is_some();
@@ -679,18 +1033,56 @@ impl Load {
         }
     }
 
-    fn on_delivery(&mut self, r: usize, s: u64, q: u64, t: u64, now: u64) {
+    /// Load message `(sender, seq, send_nanos)` of `kind` reached staying client
+    /// `r` (`line` is the whole line or message, for the name checks of privates).
+    fn on_delivery(&mut self, r: usize, kind: Kind, load: (u64, u64, u64), line: &[u8], now: u64) {
         self.deliveries += 1;
         self.last_delivery_ns = now;
         let senders = self.opts.senders;
+        let (s, q, t) = load;
         let (Ok(s), Ok(q)) = (usize::try_from(s), u32::try_from(q)) else {
             self.unexpected += 1;
             return;
         };
-        if s >= senders || q >= self.opts.messages {
+        let sent = self.senders.get(s).map_or(0, |st| st.sent);
+        if s >= senders || q >= self.opts.messages || q >= sent {
             self.unexpected += 1;
             return;
         }
+        let target = self.route.target(s, u64::from(q));
+        let right = match (target, kind) {
+            (None, Kind::Chat) => true,
+            // The server signs a private message with its sender's name and
+            // confirms it with the target's name.
+            (Some(to), Kind::Private) => {
+                to == r
+                    && self
+                        .names
+                        .get(s)
+                        .is_some_and(|n| wire::contains_name(line, n.as_bytes()))
+            }
+            (Some(to), Kind::PrivateSent) => {
+                s == r
+                    && self
+                        .names
+                        .get(to)
+                        .is_some_and(|n| wire::contains_name(line, n.as_bytes()))
+            }
+            _ => false,
+        };
+        if !right {
+            let what = format!(
+                "client {r} got seq {q} of sender {s} (target {target:?}) as {kind:?}: {}",
+                String::from_utf8_lossy(line)
+            );
+            return self.misdelivery(what);
+        }
+        match kind {
+            Kind::Chat => {}
+            Kind::Private => self.private_delivered += 1,
+            Kind::PrivateSent => self.private_confirmed += 1,
+        }
+        let route = self.route;
         let Some(next) = self.next.get_mut(r * senders + s) else {
             return;
         };
@@ -699,13 +1091,14 @@ impl Load {
             self.duplicated += 1;
             return;
         }
-        if q > expected {
+        let left_out = route.reaching(r, s, u64::from(expected), u64::from(q));
+        if left_out > 0 {
             self.reordered += 1;
-            self.skipped += u64::from(q - expected);
+            self.skipped += left_out;
         }
         *next = q + 1;
         let advanced = *next;
-        self.progress += u64::from(q + 1 - expected);
+        self.progress += left_out + 1;
         self.latency.record(now.saturating_sub(t));
         if r == s
             && let Some(st) = self.senders.get_mut(s)
@@ -715,7 +1108,15 @@ impl Load {
     }
 
     /// Closes client `i`. While joining this ends the run; later it is counted.
+    /// For a churn client: completes its cycle when it was leaving, fails it otherwise.
     fn fail(&mut self, i: usize, why: String) {
+        if i >= self.opts.clients {
+            let leaving = self
+                .clients
+                .get(i)
+                .is_some_and(|c| c.state == State::Leaving);
+            return self.churn_end(i, (!leaving).then_some(why));
+        }
         let Some(c) = self.clients.get_mut(i) else {
             return;
         };
@@ -747,11 +1148,13 @@ impl Load {
         }
         self.last_progress = Instant::now();
         eprint!(
-            "\r\x1b[K{phase}: joined {}/{}  sent {}  deliveries {}",
+            "\r\x1b[K{phase}: joined {}/{}  sent {}  deliveries {}  churn {}/{}",
             self.joined,
             self.opts.clients,
             self.messages_sent(),
-            self.deliveries
+            self.deliveries,
+            self.churn.completed,
+            self.churn.started
         );
     }
 
@@ -763,7 +1166,7 @@ impl Load {
         send_start: Option<Instant>,
     ) -> Outcome {
         let sent = self.messages_sent();
-        let expected = self.opts.clients as u64 * sent;
+        let expected = self.expected();
         let end = Instant::now();
         let connect_secs = joined_at.unwrap_or(end).duration_since(start).as_secs_f64();
         let send_secs = send_start.map_or(0.0, |s| end.duration_since(s).as_secs_f64());
@@ -786,9 +1189,24 @@ impl Load {
             reordered: self.reordered,
             skipped: self.skipped,
             unexpected: self.unexpected,
+            misdelivered: self.misdelivered,
+            first_misdelivery: self.first_misdelivery.take(),
             disconnected: self.disconnected,
             server_errors: self.server_errors,
             first_server_error: self.first_server_error.take(),
+            private_sent: self.private_sent,
+            private_delivered: self.private_delivered,
+            private_confirmed: self.private_confirmed,
+            churn: ChurnOutcome {
+                started: self.churn.started,
+                completed: self.churn.completed,
+                // Cycles still running when the run ended count as failed.
+                failed: self.churn.failed + self.churn.active as u64,
+                voluntary: self.churn.voluntary,
+                abrupt: self.churn.abrupt,
+                first_error: self.churn.first_error.take(),
+                join_latency: std::mem::replace(&mut self.churn.join_latency, Histogram::new()),
+            },
             connect_secs,
             send_secs,
             delivery_secs,
@@ -800,6 +1218,11 @@ impl Load {
 /// `load-<run>-<i>`: unique per run, short enough for any name rule.
 fn client_name(run_id: u32, i: usize) -> String {
     format!("load-{run_id:04x}-{i}")
+}
+
+/// `churn-<run>-<n>` for churn cycle n: unique per run.
+fn churn_name(run_id: u32, n: u64) -> String {
+    format!("churn-{run_id:04x}-{n}")
 }
 
 /// Client `i`'s wire; `mix` cycles json, json, text, ws (50% / 25% / 25%).

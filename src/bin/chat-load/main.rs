@@ -6,9 +6,22 @@
 //! broadcast exactly once and in each sender's order, and reports throughput,
 //! latency percentiles and CPU/memory cost. Only loopback targets are accepted.
 //!
-//! Modules: [`opts`] (flags), [`driver`] (the poll loop and the checks),
-//! [`wire`] (request encoding, WebSocket client side, receive-path scanners),
-//! [`hist`] (latency histogram), [`procfs`] (CPU and RSS from `/proc`).
+//! `--private PCT` sends that share of each sender's messages as private
+//! messages (`@NAME text`) to other staying clients, round-robin: the target
+//! must get each exactly once and in the sender's order (interleaved with the
+//! sender's broadcasts), nobody else may get it (a delivery elsewhere counts as
+//! misdelivered), and the sender must get the server's confirmation
+//! (`private_sent` / `[private to NAME]`) in its place among its own messages.
+//! `--churn RATE` adds RATE short-lived clients per second during the send
+//! phase (JSON, text and WebSocket in turn; join, welcome, 200 ms, then exit or
+//! an abrupt close); cycles started / completed / failed are reported, and a
+//! failed cycle fails the run. Staying clients ignore join/leave notices,
+//! presence updates and user lists.
+//!
+//! Modules: [`opts`] (flags), [`driver`] (the poll loop, churn and the checks),
+//! [`route`] (which message goes to whom), [`wire`] (request encoding,
+//! WebSocket client side, receive-path scanners), [`hist`] (latency
+//! histogram), [`procfs`] (CPU and RSS from `/proc`).
 //!
 //! Source addresses: every client connects from 127.0.0.1 with a kernel-chosen
 //! port. Binding other 127.0.0.x sources first would need raw `socket`/`bind`
@@ -18,14 +31,15 @@
 //! clients of the planned scenarios, and loopback reuses ports in TIME_WAIT
 //! (`net.ipv4.tcp_tw_reuse` = 2 by default), so back-to-back runs do not run out.
 //!
-//! Exit status: 0 all delivered; 1 lost, duplicated, reordered, unexpected
-//! deliveries or dropped clients; 2 bad usage or a client that could not join;
-//! 3 stalled or timed out.
+//! Exit status: 0 all delivered; 1 lost, duplicated, reordered, unexpected or
+//! misdelivered deliveries, dropped clients or failed churn cycles; 2 bad usage
+//! or a (staying) client that could not join; 3 stalled or timed out.
 
 mod driver;
 mod hist;
 mod opts;
 mod procfs;
+mod route;
 mod wire;
 
 use std::fmt::Write as _;
@@ -108,6 +122,12 @@ fn main() -> ExitCode {
     if let Some(e) = &outcome.first_server_error {
         eprintln!("chat-load: first server error: {e}");
     }
+    if let Some(e) = &outcome.first_misdelivery {
+        eprintln!("chat-load: first misdelivery: {e}");
+    }
+    if let Some(e) = &outcome.churn.first_error {
+        eprintln!("chat-load: first failed churn cycle: {e}");
+    }
     match outcome.ending {
         Ending::Stalled | Ending::TimedOut => ExitCode::from(3),
         Ending::Complete if report.errors() > 0 => ExitCode::from(1),
@@ -127,7 +147,24 @@ struct Report<'a> {
 impl Report<'_> {
     fn errors(&self) -> u64 {
         let o = self.o;
-        o.lost + o.duplicated + o.reordered + o.unexpected + o.disconnected
+        o.lost
+            + o.duplicated
+            + o.reordered
+            + o.unexpected
+            + o.misdelivered
+            + o.disconnected
+            + o.churn.failed
+    }
+
+    /// Churn join latency (connect start to welcome) in milliseconds.
+    fn churn_join_ms(&self) -> [(&'static str, f64); 3] {
+        let h = &self.o.churn.join_latency;
+        let ms = |ns: u64| ns as f64 / 1e6;
+        [
+            ("p50", ms(h.quantile(0.50))),
+            ("p99", ms(h.quantile(0.99))),
+            ("max", ms(h.max())),
+        ]
     }
 
     fn deliveries_per_sec(&self) -> f64 {
@@ -206,8 +243,38 @@ impl Report<'_> {
                     o.lost, o.duplicated, o.reordered, o.skipped
                 ),
             ),
+            (
+                "private",
+                format!(
+                    "{} sent ({}%), {} delivered, {} confirmed",
+                    o.private_sent, opts.private_pct, o.private_delivered, o.private_confirmed
+                ),
+            ),
             ("unexpected", o.unexpected.to_string()),
+            ("misdelivered", o.misdelivered.to_string()),
             ("disconnected", o.disconnected.to_string()),
+            (
+                "churn cycles",
+                match opts.churn {
+                    None => "off".to_string(),
+                    Some(rate) => format!(
+                        "{} started, {} completed ({} exit, {} abrupt), {} failed at {rate}/s",
+                        o.churn.started,
+                        o.churn.completed,
+                        o.churn.voluntary,
+                        o.churn.abrupt,
+                        o.churn.failed
+                    ),
+                },
+            ),
+            (
+                "churn join (ms)",
+                self.churn_join_ms()
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v:.1}"))
+                    .collect::<Vec<_>>()
+                    .join("  "),
+            ),
             ("server errors", o.server_errors.to_string()),
             (
                 "latency (us)",
@@ -246,6 +313,12 @@ impl Report<'_> {
             .map(|(k, v)| format!("\"{k}\":{v:.1}"))
             .collect::<Vec<_>>()
             .join(",");
+        let churn_ms = self
+            .churn_join_ms()
+            .iter()
+            .map(|(k, v)| format!("\"{k}\":{v:.3}"))
+            .collect::<Vec<_>>()
+            .join(",");
         format!(
             concat!(
                 "{{\"result\":\"{}\",\"proto\":\"{}\",\"clients\":{},\"joined\":{},\"senders\":{},",
@@ -254,7 +327,10 @@ impl Report<'_> {
                 "\"lost\":{},\"duplicated\":{},\"reordered\":{},\"skipped\":{},\"unexpected\":{},",
                 "\"disconnected\":{},\"server_errors\":{},\"latency_us\":{{{}}},\"connect_secs\":{:.6},",
                 "\"send_secs\":{:.6},\"gen_cpu_secs\":{},\"server_cpu_secs\":{},\"server_peak_rss_kib\":{},",
-                "\"server_rss_joined_kib\":{},\"ws_clients\":{}}}"
+                "\"server_rss_joined_kib\":{},\"ws_clients\":{},\"private_pct\":{},\"private_sent\":{},",
+                "\"private_delivered\":{},\"private_confirmed\":{},\"misdelivered\":{},",
+                "\"churn_rate\":{},\"churn_started\":{},\"churn_completed\":{},\"churn_failed\":{},",
+                "\"churn_voluntary\":{},\"churn_abrupt\":{},\"churn_join_ms\":{{{}}}}}"
             ),
             self.result(),
             self.opts.proto.as_str(),
@@ -284,6 +360,18 @@ impl Report<'_> {
             self.server_rss_joined
                 .map_or("null".to_string(), |k| k.to_string()),
             self.opts.ws_clients,
+            self.opts.private_pct,
+            o.private_sent,
+            o.private_delivered,
+            o.private_confirmed,
+            o.misdelivered,
+            opt(self.opts.churn),
+            o.churn.started,
+            o.churn.completed,
+            o.churn.failed,
+            o.churn.voluntary,
+            o.churn.abrupt,
+            churn_ms,
         )
     }
 }

@@ -9,6 +9,7 @@ usage: chat-load --addr HOST:PORT [--ws-addr HOST:PORT] --proto tcp-json|tcp-tex
                  --clients C --senders S --messages M [--rate R] [--duration SECS]
                  [--server-pid PID] [--json] [--timeout SECS] [--idle]
                  [--window W] [--connect-window N] [--ws-path PATH] [--ws-clients N]
+                 [--private PCT] [--churn RATE]
 
   --addr            TCP chat port (JSON lines and text mode); loopback only
   --ws-addr         WebSocket port (needed by ws and mix); loopback only
@@ -25,7 +26,23 @@ usage: chat-load --addr HOST:PORT [--ws-addr HOST:PORT] --proto tcp-json|tcp-tex
   --idle            shorthand for --senders 1 --messages 1: time for one broadcast to reach all
   --server-pid      report the server's CPU time and peak RSS
   --json            print one JSON object as the last line of stdout
-  --timeout         overall limit in seconds (default 120); exceeding it exits non-zero";
+  --timeout         overall limit in seconds (default 120); exceeding it exits non-zero
+  --private         PCT (0-100) of each sender's messages go as private messages
+                    (`@NAME L ...`, the README's form for text and JSON alike) to
+                    another client, round-robin from the sender's right-hand
+                    neighbour; needs --clients >= 2. The target must get each once
+                    and in order, nobody else may get it, the sender gets the
+                    server's confirmation (private_sent / [private to NAME]) in its
+                    place among its own broadcasts
+  --churn           RATE short-lived extra clients per second during the send phase
+                    (at most max(16, RATE), up to 1000, at once), rotating JSON
+                    (legacy user lists) / text / WebSocket (with --ws-addr); each
+                    joins under a unique name, waits for its welcome, stays 200 ms
+                    discarding input, then leaves: one round of kinds with the
+                    protocol's exit (then waits for the server to close), the next
+                    round by just closing the socket, and so on. No welcome within
+                    10 s, a refusal, a close by the server before leaving, or no
+                    close within 5 s of the exit is a failed cycle (exit status 1)";
 
 /// How clients talk to the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +82,10 @@ pub struct Options {
     pub server_pid: Option<u32>,
     pub json: bool,
     pub timeout: Duration,
+    /// Percentage of each sender's messages sent as private messages.
+    pub private_pct: u32,
+    /// Short-lived clients started per second during the send phase.
+    pub churn: Option<f64>,
 }
 
 /// Most (receiver, sender) pairs tracked: 4 bytes each.
@@ -83,6 +104,7 @@ impl Options {
         let (mut window, mut connect_window) = (64u32, 200usize);
         let (mut json, mut idle) = (false, false);
         let mut timeout = Duration::from_secs(120);
+        let (mut private_pct, mut churn) = (0u32, None);
         while let Some(flag) = args.next() {
             match flag.as_str() {
                 "-h" | "--help" => return Ok(None),
@@ -125,6 +147,13 @@ impl Options {
                 "--window" => window = number::<u32>(&flag, &v)?.max(1),
                 "--connect-window" => connect_window = number::<usize>(&flag, &v)?.max(1),
                 "--server-pid" => server_pid = Some(number::<u32>(&flag, &v)?),
+                "--private" => {
+                    private_pct = number::<u32>(&flag, &v)?;
+                    if private_pct > 100 {
+                        return Err(format!("--private: {private_pct} is not a percentage"));
+                    }
+                }
+                "--churn" => churn = Some(positive(&flag, &v)?),
                 _ => return Err(format!("unknown flag {flag}")),
             }
         }
@@ -154,6 +183,11 @@ impl Options {
                 return Err("--ws-clients needs --ws-addr".into());
             }
         }
+        if private_pct > 0 && clients < 2 {
+            return Err(
+                "--private needs --clients >= 2 (a private message goes to another client)".into(),
+            );
+        }
         if clients.checked_mul(senders).is_none_or(|p| p > MAX_PAIRS) {
             return Err(format!("--clients x --senders must stay under {MAX_PAIRS}"));
         }
@@ -173,6 +207,8 @@ impl Options {
             server_pid,
             json,
             timeout,
+            private_pct,
+            churn,
         }))
     }
 }
@@ -261,6 +297,25 @@ mod tests {
         );
         let o = with(&["--ws-clients", "3", "--ws-addr", "127.0.0.1:8"]);
         assert_eq!(o.ok().flatten().map(|o| o.ws_clients), Some(3));
+    }
+
+    #[test]
+    fn private_and_churn_flags() {
+        let base = ["--addr", "127.0.0.1:9", "--senders", "1", "--messages", "1"];
+        let with = |extra: &[&str]| {
+            let mut a: Vec<&str> = base.to_vec();
+            a.extend_from_slice(extra);
+            parse(&a)
+        };
+        let o = with(&["--clients", "3", "--private", "20", "--churn", "2.5"]);
+        let o = o.ok().flatten().map(|o| (o.private_pct, o.churn));
+        assert_eq!(o, Some((20, Some(2.5))));
+        assert!(with(&["--clients", "3", "--private", "101"]).is_err());
+        assert!(with(&["--clients", "1", "--private", "1"]).is_err());
+        assert!(with(&["--clients", "1", "--private", "0"]).is_ok());
+        assert!(with(&["--clients", "3", "--churn", "0"]).is_err());
+        let o = with(&["--clients", "3"]).ok().flatten();
+        assert_eq!(o.map(|o| (o.private_pct, o.churn)), Some((0, None)));
     }
 
     #[test]

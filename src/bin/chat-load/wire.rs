@@ -3,8 +3,10 @@
 //! in), and the cheap scanners of the receive path.
 //!
 //! The receive path never parses JSON: a delivery is found by its marker
-//! (`"L ` in a JSON object, `: L ` in a text line) and the three numbers of the
-//! load text `L <sender> <seq> <send_nanos>` are read straight from the bytes.
+//! (`"L ` in a JSON object, `: L ` or `] L ` in a text line), the three numbers
+//! of the load text `L <sender> <seq> <send_nanos>` are read straight from the
+//! bytes, and its [`Kind`] (broadcast, private, private confirmation) comes
+//! from a fixed prefix of the line.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -19,8 +21,20 @@ pub enum Wire {
     Ws,
 }
 
-/// Appends the join request (`presence` feature on for JSON kinds).
-pub fn encode_join(wire: Wire, name: &str, out: &mut Vec<u8>, mask: [u8; 4]) {
+impl Wire {
+    /// Whether a server line or message is an error: `!!! ` in text mode, an
+    /// `error` object otherwise.
+    pub fn is_error(self, msg: &[u8]) -> bool {
+        match self {
+            Wire::Text => find(msg, b"!!! ").is_some(),
+            Wire::Json | Wire::Ws => find(msg, b"\"error\"").is_some(),
+        }
+    }
+}
+
+/// Appends the join request; `presence` asks JSON kinds for presence deltas
+/// instead of full user lists (text mode always gets notices).
+pub fn encode_join(wire: Wire, name: &str, presence: bool, out: &mut Vec<u8>, mask: [u8; 4]) {
     match wire {
         Wire::Text => {
             out.extend_from_slice(name.as_bytes());
@@ -28,34 +42,53 @@ pub fn encode_join(wire: Wire, name: &str, out: &mut Vec<u8>, mask: [u8; 4]) {
         }
         Wire::Json | Wire::Ws => {
             let mut obj = Vec::with_capacity(64);
-            let _ = write!(
-                obj,
-                r#"{{"type":"join","sender":"{name}","features":["presence"]}}"#
-            );
+            let _ = write!(obj, r#"{{"type":"join","sender":"{name}""#);
+            if presence {
+                obj.extend_from_slice(br#","features":["presence"]"#);
+            }
+            obj.push(b'}');
             finish_json(wire, &obj, out, mask);
         }
     }
 }
 
-/// Appends one chat message carrying `L <sender> <seq> <send_nanos>`.
+/// Appends the protocol's voluntary leave: `/quit` in text mode, `exit` otherwise.
+pub fn encode_exit(wire: Wire, name: &str, out: &mut Vec<u8>, mask: [u8; 4]) {
+    match wire {
+        Wire::Text => out.extend_from_slice(b"/quit\n"),
+        Wire::Json | Wire::Ws => {
+            let obj = format!(r#"{{"type":"exit","sender":"{name}"}}"#);
+            finish_json(wire, obj.as_bytes(), out, mask);
+        }
+    }
+}
+
+/// Appends one chat message carrying `L <sender> <seq> <send_nanos>`; with a
+/// target, the private form `@TARGET L ...` (the same text in every wire).
 pub fn encode_message(
     wire: Wire,
     name: &str,
+    to: Option<&str>,
     load: (usize, u32, u64),
     out: &mut Vec<u8>,
     mask: [u8; 4],
 ) {
     let (sender, seq, nanos) = load;
+    let (at, to) = match to {
+        Some(t) => ("@", t),
+        None => ("", ""),
+    };
+    let sp = if at.is_empty() { "" } else { " " };
     match wire {
         Wire::Text => {
-            let _ = writeln!(out, "L {sender} {seq} {nanos}");
+            let _ = writeln!(out, "{at}{to}{sp}L {sender} {seq} {nanos}");
         }
         Wire::Json | Wire::Ws => {
-            let mut obj = [0u8; 160];
+            let mut obj = [0u8; 256];
             let mut cur = std::io::Cursor::new(&mut obj[..]);
             let _ = write!(
                 cur,
-                r#"{{"type":"message","sender":"{name}","message":"L {sender} {seq} {nanos}"}}"#
+                r#"{{"type":"message","sender":"{name}","message":"{at}{to}{sp}L {sender} {seq} {nanos}"}}"#
             );
             let n = cur.position() as usize;
             finish_json(wire, obj.get(..n).unwrap_or_default(), out, mask);
@@ -247,16 +280,59 @@ pub fn contains_name(hay: &[u8], name: &[u8]) -> bool {
     false
 }
 
+/// What a line carrying load text is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A broadcast (`message` / `[ts] NAME: ...`).
+    Chat,
+    /// A private message to this client (`private` / `[ts] [private] NAME: ...`).
+    Private,
+    /// The server's confirmation of this client's private message
+    /// (`private_sent` / `[ts] [private to NAME] ...`).
+    PrivateSent,
+}
+
+/// The kind of a server line or message that carries load text, from its
+/// prefix (the server writes `type` first; text lines start `[HH:MM:SS] `).
+/// `None`: load text in some other object, which is unexpected.
+#[inline]
+pub fn kind(wire: Wire, line: &[u8]) -> Option<Kind> {
+    match wire {
+        Wire::Json | Wire::Ws => {
+            let rest = line.strip_prefix(br#"{"type":""#)?;
+            if rest.starts_with(br#"message""#) {
+                Some(Kind::Chat)
+            } else if rest.starts_with(br#"private""#) {
+                Some(Kind::Private)
+            } else if rest.starts_with(br#"private_sent""#) {
+                Some(Kind::PrivateSent)
+            } else {
+                None
+            }
+        }
+        Wire::Text => {
+            let after = line.get(find(line, b"] ")? + 2..)?;
+            if after.starts_with(b"[private] ") {
+                Some(Kind::Private)
+            } else if after.starts_with(b"[private to ") {
+                Some(Kind::PrivateSent)
+            } else {
+                Some(Kind::Chat)
+            }
+        }
+    }
+}
+
 /// Where the load text starts in a line, after its marker (`"L ` in JSON,
-/// `: L ` in text mode). The search runs on the rare byte `L`, not on the
-/// quotes and spaces that fill every line.
+/// `: L ` or, for a private confirmation, `] L ` in text mode). The search
+/// runs on the rare byte `L`, not on the quotes and spaces that fill every line.
 #[inline]
 pub fn load_text(wire: Wire, line: &[u8]) -> Option<&[u8]> {
     let mut from = 0;
     while let Some(p) = line.get(from..).and_then(|h| find_byte(b'L', h)) {
         let at = from + p;
         let before_ok = match wire {
-            Wire::Text => at >= 2 && line.get(at - 2..at) == Some(b": "),
+            Wire::Text => at >= 2 && matches!(line.get(at - 2..at), Some(b": ") | Some(b"] ")),
             Wire::Json | Wire::Ws => at >= 1 && line.get(at - 1) == Some(&b'"'),
         };
         if before_ok && line.get(at + 1) == Some(&b' ') {
@@ -350,5 +426,74 @@ mod tests {
             load_text(Wire::Json, br#"{"message":"load-1 joined"}"#),
             None
         );
+    }
+
+    #[test]
+    fn classifies_broadcasts_privates_and_confirmations() {
+        let cases: [(Wire, &[u8], Option<Kind>); 8] = [
+            (
+                Wire::Json,
+                br#"{"type":"message","sender":"a","message":"L 1 2 3","timestamp":"x"}"#,
+                Some(Kind::Chat),
+            ),
+            (
+                Wire::Ws,
+                br#"{"type":"private","sender":"a","message":"L 1 2 3","timestamp":"x"}"#,
+                Some(Kind::Private),
+            ),
+            (
+                Wire::Json,
+                br#"{"type":"private_sent","sender":"Server","to_user":"b","message":"L 1 2 3"}"#,
+                Some(Kind::PrivateSent),
+            ),
+            (
+                Wire::Json,
+                br#"{"type":"info","sender":"Server","message":"L 1 2 3"}"#,
+                None,
+            ),
+            (Wire::Text, b"[12:00:01] a: L 1 2 3", Some(Kind::Chat)),
+            (
+                Wire::Text,
+                b"[12:00:01] [private] a: L 1 2 3",
+                Some(Kind::Private),
+            ),
+            (
+                Wire::Text,
+                b"[12:00:01] [private to b] L 1 2 3",
+                Some(Kind::PrivateSent),
+            ),
+            (Wire::Text, b"no stamp L 1 2 3", None),
+        ];
+        for (wire, line, want) in cases {
+            assert_eq!(kind(wire, line), want, "{}", String::from_utf8_lossy(line));
+            if want.is_some() {
+                assert_eq!(load_text(wire, line).and_then(parse_load), Some((1, 2, 3)));
+            }
+        }
+    }
+
+    #[test]
+    fn encodes_private_messages_and_exits() {
+        let mut out = Vec::new();
+        encode_message(Wire::Text, "a", Some("bob"), (1, 2, 3), &mut out, [0; 4]);
+        encode_message(Wire::Text, "a", None, (1, 2, 3), &mut out, [0; 4]);
+        encode_exit(Wire::Text, "a", &mut out, [0; 4]);
+        assert_eq!(out, b"@bob L 1 2 3\nL 1 2 3\n/quit\n");
+        out.clear();
+        encode_message(Wire::Json, "a", Some("bob"), (1, 2, 3), &mut out, [0; 4]);
+        encode_join(Wire::Json, "a", false, &mut out, [0; 4]);
+        encode_join(Wire::Json, "a", true, &mut out, [0; 4]);
+        encode_exit(Wire::Json, "a", &mut out, [0; 4]);
+        let want = concat!(
+            r#"{"type":"message","sender":"a","message":"@bob L 1 2 3"}"#,
+            "\n",
+            r#"{"type":"join","sender":"a"}"#,
+            "\n",
+            r#"{"type":"join","sender":"a","features":["presence"]}"#,
+            "\n",
+            r#"{"type":"exit","sender":"a"}"#,
+            "\n"
+        );
+        assert_eq!(String::from_utf8_lossy(&out), want);
     }
 }
