@@ -24,19 +24,21 @@
 //! (default 20). `make test` runs the defaults; `make soak` runs it in release
 //! for `SOAK_SECONDS` (default 600) with `SOAK_CLIENTS` (default 300).
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::binary::{ServerProcess as Server, Spawn};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);
 const MIB: u64 = 1024;
 
-/// A child process that is killed (by its own handle, i.e. its PID) and reaped on drop.
+/// chat-load as a child process, killed (by its own handle) and reaped on drop.
 struct Guard(Child);
 
 impl Drop for Guard {
@@ -44,106 +46,6 @@ impl Drop for Guard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-struct Server {
-    guard: Guard,
-    pid: u32,
-    tcp: SocketAddr,
-    ws: SocketAddr,
-    http: SocketAddr,
-}
-
-/// Starts the server binary on free loopback ports and reads them from its banner.
-fn start_server() -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_multiuserchat"))
-        .args(["--host", "127.0.0.1", "--tcp-port", "0", "--ws-port", "0"])
-        .args(["--http-port", "0", "--log-level", "error"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the server");
-    let pid = child.id();
-    let out = child.stdout.take().expect("server stdout");
-    let guard = Guard(child);
-    let (tx, rx) = mpsc::channel();
-    // Keeps draining stdout after the banner so the server never blocks on it.
-    thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let Some(rest) = line.split("://").nth(1) else {
-                continue;
-            };
-            let scheme = line.split("://").next().unwrap_or_default();
-            let scheme = scheme.rsplit(' ').next().unwrap_or_default().to_string();
-            if let Ok(addr) = rest.trim_end_matches('/').parse::<SocketAddr>() {
-                let _ = tx.send((scheme, addr));
-            }
-        }
-    });
-    let (mut tcp, mut ws, mut http) = (None, None, None);
-    let deadline = Instant::now() + WAIT;
-    while tcp.is_none() || ws.is_none() || http.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let (scheme, addr) = rx.recv_timeout(left).expect("server banner with its ports");
-        match scheme.as_str() {
-            "tcp" => tcp = Some(addr),
-            "ws" => ws = Some(addr),
-            "http" => http = Some(addr),
-            _ => {}
-        }
-    }
-    Server {
-        guard,
-        pid,
-        tcp: tcp.unwrap(),
-        ws: ws.unwrap(),
-        http: http.unwrap(),
-    }
-}
-
-impl Server {
-    fn alive(&mut self) -> bool {
-        matches!(self.guard.0.try_wait(), Ok(None))
-    }
-
-    fn fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid))
-            .map(|d| d.count())
-            .expect("read /proc/PID/fd")
-    }
-
-    fn rss_kib(&self) -> u64 {
-        status_kib(self.pid, "VmRSS").expect("VmRSS")
-    }
-
-    /// `GET path` with `Connection: close`: the body of a 200, else `None`.
-    fn get(&self, path: &str) -> Option<String> {
-        let mut s = TcpStream::connect(self.http).ok()?;
-        s.set_read_timeout(Some(WAIT)).ok()?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).ok()?;
-        let mut raw = String::new();
-        let _ = s.read_to_string(&mut raw);
-        if !raw.starts_with("HTTP/1.1 200") {
-            return None;
-        }
-        raw.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
-    }
-
-    fn stats(&self) -> Value {
-        let body = self.get("/stats").expect("/stats answers 200");
-        serde_json::from_str(&body).expect("/stats is JSON")
-    }
-}
-
-/// A `kB` field of `/proc/PID/status`, in KiB.
-fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| {
-        let v = l.strip_prefix(field)?.strip_prefix(':')?;
-        v.split_whitespace().next()?.parse().ok()
-    })
 }
 
 /// Users and open chat connections (everything but HTTP) according to `/stats`.
@@ -224,7 +126,7 @@ fn chat_load(server: &Server, clients: u64, rate: f64, churn: f64, secs: f64) ->
         }
         assert!(started.elapsed() < limit, "chat-load ran over {limit:?}");
         peak_rss_kib = peak_rss_kib.max(server.rss_kib());
-        peak_fds = peak_fds.max(server.fds());
+        peak_fds = peak_fds.max(server.fd_count());
         thread::sleep(Duration::from_millis(250));
     };
     let stdout = stdout.join().unwrap_or_default();
@@ -327,7 +229,7 @@ fn soak_mixed_chat_private_and_churn_returns_to_baseline() {
     let churn: f64 = env_or("SOAK_CHURN", 20.0);
     assert!(secs > 0.0 && clients >= 2 && rate > 0.0 && churn > 0.0);
     let t0 = Instant::now();
-    let mut server = start_server();
+    let mut server = Server::start(Spawn::default());
     let healthy = poll(
         WAIT,
         || server.get("/healthz"),
@@ -341,7 +243,7 @@ fn soak_mixed_chat_private_and_churn_returns_to_baseline() {
     wait_until_empty(&server);
     // The last HTTP request's connection closes right after its response.
     thread::sleep(Duration::from_millis(500));
-    let base_fds = server.fds();
+    let base_fds = server.fd_count();
     let base_rss = server.rss_kib();
     eprintln!(
         "soak: baseline after warm-up: VmRSS {base_rss} KiB, {base_fds} descriptors \
@@ -357,10 +259,14 @@ fn soak_mixed_chat_private_and_churn_returns_to_baseline() {
     assert_eq!(users, ["soak-probe"], "user list after the soak");
     wait_until_empty(&server);
 
-    let fds = poll(Duration::from_secs(5), || server.fds(), |&n| n == base_fds);
+    let fds = poll(
+        Duration::from_secs(5),
+        || server.fd_count(),
+        |&n| n == base_fds,
+    );
     let bound = base_rss + (4 * MIB).max(base_rss / 4);
     let rss = poll(Duration::from_secs(5), || server.rss_kib(), |&k| k <= bound);
-    let hwm = status_kib(server.pid, "VmHWM").unwrap_or(0);
+    let hwm = server.status_kib("VmHWM").unwrap_or(0);
     let r = &run.report;
     eprintln!(
         "soak: {:.1} s run: {} messages ({} private), {} deliveries, churn {} started / {} completed \

@@ -139,14 +139,21 @@ impl ServerProcess {
 
     /// Resident memory of the server process, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).expect("/proc status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .expect("VmRSS")
+        self.status_kib("VmRSS").expect("VmRSS")
+    }
+
+    /// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`, ...), in KiB.
+    pub fn status_kib(&self, field: &str) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        status.lines().find_map(|l| {
+            let v = l.strip_prefix(field)?.strip_prefix(':')?;
+            v.split_whitespace().next()?.parse().ok()
+        })
+    }
+
+    /// `GET path` on the HTTP port: the body of a 200, else `None`.
+    pub fn get(&self, path: &str) -> Option<String> {
+        get(self.http, path)
     }
 
     /// The `/stats` document.
@@ -181,16 +188,21 @@ pub fn stats(addr: SocketAddr) -> Value {
 /// `/stats`, or `None` when the server answered anything but a 200 with JSON
 /// (a 503 while it is out of descriptors, say).
 pub fn try_stats(addr: SocketAddr) -> Option<Value> {
+    serde_json::from_str(&get(addr, "/stats")?).ok()
+}
+
+/// `GET path` with `Connection: close`: the body of a 200, else `None`.
+pub fn get(addr: SocketAddr, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(WAIT)).ok()?;
-    s.write_all(b"GET /stats HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        .ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).ok()?;
     let mut raw = String::new();
     let _ = s.read_to_string(&mut raw);
     if !raw.starts_with("HTTP/1.1 200") {
         return None;
     }
-    serde_json::from_str(raw.split("\r\n\r\n").nth(1)?).ok()
+    raw.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
 }
 
 /// Sleeps in small steps until `cond` holds; false after `limit`.
