@@ -91,6 +91,9 @@ pub struct Conn {
     pub write_interest: bool,
     /// Already on the server's flush list this turn.
     pub dirty: bool,
+    /// On the server's read-again list (its read budget ran out): read once
+    /// next turn, not also for the readiness events it gets meanwhile.
+    pub read_again: bool,
     /// Handshake, first-line or HTTP request/idle deadline.
     pub deadline: Option<Instant>,
     pub last_read: Instant,
@@ -124,6 +127,7 @@ impl Conn {
             out: OutQueue::new(),
             write_interest: false,
             dirty: false,
+            read_again: false,
             deadline: Some(deadline),
             last_read: now,
         }

@@ -109,7 +109,8 @@ fn chat_line(core: &mut Core, conn: &mut Conn, line: &[u8]) {
             if line.iter().all(u8::is_ascii_whitespace) {
                 return; // blank lines before the first real one (telnet) are ignored
             }
-            conn.deadline = None;
+            // The first-line deadline stays until a join succeeds (`chat_msg`):
+            // a connection that never joins must not outlive it.
             if chat::looks_like_json(line) {
                 conn.wire = Wire::JsonLines;
                 chat::decode_json(line)
@@ -146,6 +147,7 @@ fn chat_msg(core: &mut Core, conn: &mut Conn, msg: ClientMsg) {
         ClientMsg::Join { name, features } => {
             core.hub.handle_join(id, &name, features, now);
             if core.hub.name_of(id).is_some() {
+                conn.deadline = None;
                 info!(
                     "{id:?} {}: joined as {name} ({})",
                     conn.peer,
@@ -346,9 +348,20 @@ pub(super) fn queue(core: &mut Core, conn: &mut Conn, chunk: Rc<[u8]>) {
     if conn.phase == Phase::Dead {
         return;
     }
-    if conn.out.pending_bytes() + chunk.len() > core.cfg.out_hard_limit_bytes {
-        overflow(core, conn);
-        return;
+    let limit = core.cfg.out_hard_limit_bytes;
+    if conn.out.pending_bytes() + chunk.len() > limit {
+        // Output is written at the end of the turn; one busy turn can queue
+        // more than the limit for a client that reads fine. Hand the socket
+        // what it takes now, and drop only a client whose socket is full.
+        if conn.phase == Phase::Open
+            && let Ok((n, _)) = conn.out.flush(&mut conn.socket)
+        {
+            core.stats.bytes_out += n as u64;
+        }
+        if conn.out.pending_bytes() + chunk.len() > limit {
+            overflow(core, conn);
+            return;
+        }
     }
     conn.out.push(chunk);
     mark_dirty(core, conn);
@@ -368,5 +381,120 @@ pub(super) fn mark_dirty(core: &mut Core, conn: &mut Conn) {
     if !conn.dirty {
         conn.dirty = true;
         core.dirty.push(conn.id.key as usize);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::TcpStream as StdStream;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::thread;
+    use std::time::Duration;
+
+    use crate::conn::Wire;
+    use crate::server::tests::{spin, test_server};
+
+    #[test]
+    fn the_first_line_deadline_lasts_until_a_join_succeeds() {
+        let (mut server, addrs) = test_server(|_| {});
+        let deadline_of =
+            |s: &crate::server::Server| s.conns.iter().next().map(|(_, c)| c.deadline);
+
+        // A JSON request before joining picks JSON mode but is no join.
+        let mut json = StdStream::connect(addrs.tcp).expect("connect");
+        json.write_all(b"{\"type\":\"who\"}\n").expect("write");
+        spin(&mut server, "JSON mode", |s| {
+            s.conns
+                .iter()
+                .any(|(_, c)| matches!(c.wire, Wire::JsonLines))
+        });
+        assert!(
+            matches!(deadline_of(&server), Some(Some(_))),
+            "deadline dropped before joining"
+        );
+        // Refused names keep it too.
+        json.write_all(b"{\"type\":\"join\",\"sender\":\"two words\"}\n")
+            .expect("write");
+        let before = server.core.stats.bytes_out;
+        spin(&mut server, "name_invalid answered", |s| {
+            s.core.stats.bytes_out > before
+        });
+        assert!(matches!(deadline_of(&server), Some(Some(_))));
+        json.write_all(b"{\"type\":\"join\",\"sender\":\"fine\"}\n")
+            .expect("write");
+        spin(&mut server, "joined", |s| s.core.hub.user_count() == 1);
+        assert!(
+            matches!(deadline_of(&server), Some(None)),
+            "a joined user has no deadline"
+        );
+        drop(json);
+        spin(&mut server, "closed", |s| s.conns.is_empty());
+
+        // Text mode: an invalid name is a first line, not a join.
+        let mut text = StdStream::connect(addrs.tcp).expect("connect");
+        text.write_all(b"two words\n").expect("write");
+        spin(&mut server, "text mode", |s| {
+            s.conns
+                .iter()
+                .any(|(_, c)| matches!(c.wire, Wire::TextLines))
+        });
+        assert!(matches!(deadline_of(&server), Some(Some(_))));
+        text.write_all(b"textfine\n").expect("write");
+        spin(&mut server, "joined", |s| s.core.hub.user_count() == 1);
+        assert!(matches!(deadline_of(&server), Some(None)));
+    }
+
+    #[test]
+    fn a_reader_whose_socket_has_room_survives_a_turn_over_its_output_limit() {
+        // One write: a join and 40 messages of ~1 KB, all read and echoed in
+        // one turn: about 40 KB of output for a 16 KiB limit, all of which
+        // the socket can take at once.
+        let (mut server, addrs) = test_server(|c| c.out_hard_limit_bytes = 16 * 1024);
+        let mut c = StdStream::connect(addrs.tcp).expect("connect");
+        let mut burst = b"{\"type\":\"join\",\"sender\":\"big\"}\n".to_vec();
+        for i in 0..40 {
+            let line = format!(
+                "{{\"type\":\"message\",\"message\":\"{i:02} {}\"}}\n",
+                "x".repeat(900)
+            );
+            burst.extend_from_slice(line.as_bytes());
+        }
+        c.write_all(&burst).expect("write");
+        let done = Arc::new(AtomicBool::new(false));
+        let mut r = c.try_clone().expect("clone");
+        r.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        let reader = {
+            let done = done.clone();
+            thread::spawn(move || {
+                let (mut all, mut buf) = (Vec::new(), [0u8; 8192]);
+                let end = std::time::Instant::now() + Duration::from_secs(10);
+                while std::time::Instant::now() < end {
+                    match r.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => all.extend_from_slice(&buf[..n]),
+                        Err(e)
+                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                        Err(_) => break,
+                    }
+                    let echoes = String::from_utf8_lossy(&all)
+                        .matches("\"sender\":\"big\"")
+                        .count();
+                    if echoes == 40 {
+                        break;
+                    }
+                }
+                done.store(true, Ordering::SeqCst);
+                String::from_utf8_lossy(&all)
+                    .matches("\"sender\":\"big\"")
+                    .count()
+            })
+        };
+        spin(&mut server, "reader done", |_| done.load(Ordering::SeqCst));
+        let echoes = reader.join().expect("reader");
+        assert_eq!(echoes, 40, "the client was dropped although it reads");
+        assert_eq!(server.core.hub.user_count(), 1);
     }
 }

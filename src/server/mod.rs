@@ -361,13 +361,21 @@ impl Server {
                     if event.is_writable() {
                         self.flush(key);
                     }
-                    if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    // A connection whose budget ran out last turn is read once,
+                    // below, however many readiness events it got meanwhile.
+                    let queued = self.conns.get(key).is_some_and(|c| c.read_again);
+                    if !queued
+                        && (event.is_readable() || event.is_read_closed() || event.is_error())
+                    {
                         self.read(key);
                     }
                 }
             }
         }
         for key in again {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.read_again = false;
+            }
             self.read(key);
         }
         for i in 0..self.listeners.len() {
@@ -436,9 +444,9 @@ impl Server {
     }
 
     /// Reads until `WouldBlock` or the read budget is used up, feeding each chunk
-    /// to the connection's protocol.
+    /// to the connection's protocol. No read asks for more than the budget left.
     fn read(&mut self, key: usize) {
-        let mut budget = self.core.cfg.read_budget_bytes;
+        let mut budget = self.core.cfg.read_budget_bytes.max(1);
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
@@ -446,7 +454,11 @@ impl Server {
             if conn.phase == Phase::Dead {
                 return;
             }
-            match conn.socket.read(&mut self.scratch) {
+            let room = budget.min(self.scratch.len());
+            match conn
+                .socket
+                .read(self.scratch.get_mut(..room).unwrap_or_default())
+            {
                 Ok(0) => {
                     input::on_eof(&mut self.core, conn);
                     return;
@@ -461,7 +473,12 @@ impl Server {
                     input::handle(&mut self.core, conn, data);
                     budget = budget.saturating_sub(n);
                     if budget == 0 {
-                        self.core.ready_again.push(key);
+                        // Queued once: a key listed twice would be read twice
+                        // per turn, then more (each read re-queues it).
+                        if !conn.read_again {
+                            conn.read_again = true;
+                            self.core.ready_again.push(key);
+                        }
                         return;
                     }
                 }
@@ -610,5 +627,73 @@ impl Port {
             1 => Port::Ws,
             _ => Port::Http,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::TcpStream as StdStream;
+    use std::thread;
+
+    /// A server on 127.0.0.1 with every port 0, driven turn by turn by the test.
+    pub(in crate::server) fn test_server(tweak: impl FnOnce(&mut Config)) -> (Server, BoundAddrs) {
+        let mut cfg = Config {
+            host: "127.0.0.1".parse().expect("ip"),
+            tcp_port: 0,
+            ws_port: 0,
+            http_port: 0,
+            ..Config::default()
+        };
+        tweak(&mut cfg);
+        let server = Server::bind(cfg).expect("bind");
+        let addrs = server.local_addrs().expect("addrs");
+        (server, addrs)
+    }
+
+    /// Runs turns until `done` holds; fails after 10 s.
+    pub(in crate::server) fn spin(server: &mut Server, what: &str, done: impl Fn(&Server) -> bool) {
+        let mut events = Events::with_capacity(64);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done(server) {
+            assert!(Instant::now() < deadline, "never happened: {what}");
+            server.turn(&mut events).expect("turn");
+        }
+    }
+
+    #[test]
+    fn a_flooding_connection_is_read_at_most_its_budget_per_turn() {
+        const BUDGET: usize = 1000;
+        const TOTAL: u64 = 512 * 1024;
+        let (mut server, addrs) = test_server(|c| c.read_budget_bytes = BUDGET);
+        let client = StdStream::connect(addrs.tcp).expect("connect");
+        // Blank lines before a first line are ignored: input that costs
+        // nothing and produces no output. Written in small pieces, so new
+        // data (and readiness events) keep arriving while earlier input is
+        // still unread.
+        let mut w = client.try_clone().expect("clone");
+        let writer = thread::spawn(move || {
+            for _ in 0..TOTAL / 512 {
+                w.write_all(&[b'\n'; 512]).expect("write");
+            }
+        });
+        let mut events = Events::with_capacity(64);
+        let (mut last, mut most, mut turns) = (0u64, 0u64, 0usize);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while server.core.stats.bytes_in < TOTAL {
+            assert!(Instant::now() < deadline, "read only {last} bytes");
+            server.turn(&mut events).expect("turn");
+            let now = server.core.stats.bytes_in;
+            most = most.max(now - last);
+            last = now;
+            turns += 1;
+        }
+        writer.join().expect("writer");
+        assert!(
+            most <= BUDGET as u64,
+            "{most} bytes read from one connection in one turn (budget {BUDGET}, {turns} turns)"
+        );
+        drop(client);
     }
 }
