@@ -379,6 +379,28 @@ fn unfinished_handshake_is_dropped_after_timeout() {
 }
 
 #[test]
+fn a_websocket_that_never_joins_is_closed_with_1008_at_the_first_line_timeout() {
+    let a = common::start_with(|c| c.first_line_timeout = Duration::from_secs(1));
+    let mut idle = raw_ws(a.ws);
+    idle.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    // One that joins in time stays, however long it then idles.
+    let mut joined = ws_join(a.ws, "/", "punctual");
+    let t0 = Instant::now();
+    expect_close(&mut idle, 1008);
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "closed too early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(3), "closed too late: {took:?}");
+    ws_send(
+        &mut joined,
+        &json!({"type":"message","message":"still here"}),
+    );
+    ws_recv_until(&mut joined, "own message", |v| v["message"] == "still here");
+}
+
+#[test]
 fn origin_allow_list() {
     let a = common::start_with(|c| c.allowed_origins = vec!["http://good.example".into()]);
     for (addr, path) in [(a.ws, "/"), (a.http, "/ws")] {

@@ -206,7 +206,9 @@ pub(super) fn upgrade(core: &mut Core, conn: &mut Conn, req: &handshake::Handsha
         session: WsSession::new(limits),
         ping_sent: None,
     }));
-    conn.deadline = None;
+    // Like a chat-port client, a WebSocket must join within the first-line
+    // timeout (the echo server used for conformance tests has no join).
+    conn.deadline = (!core.cfg.ws_echo).then(|| core.now.mono + core.cfg.first_line_timeout);
     debug!(
         "{:?} {}: WebSocket open on {}",
         conn.id, conn.peer, req.path

@@ -10,6 +10,7 @@ use log::{debug, warn};
 
 use super::{Server, http, input};
 use crate::conn::{Phase, Wire};
+use crate::proto::ws::close::CloseCode;
 
 /// How often deadlines are checked (their resolution).
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
@@ -20,6 +21,8 @@ enum Due {
     Kill,
     Ping,
     HttpTimeout,
+    /// A WebSocket that did not join in time: closed with 1008.
+    WsJoinTimeout,
 }
 
 impl Server {
@@ -41,6 +44,7 @@ impl Server {
                 Phase::Linger { deadline, .. } if now >= deadline => Due::Kill,
                 Phase::Linger { .. } => Due::Nothing,
                 Phase::Open => match &conn.wire {
+                    Wire::Ws(_) if conn.deadline.is_some_and(|d| now >= d) => Due::WsJoinTimeout,
                     Wire::Ws(ws) => match ws.ping_sent {
                         Some(sent) if now.saturating_duration_since(sent) >= pong_timeout => {
                             Due::Kill
@@ -91,6 +95,18 @@ impl Server {
                     }
                 }
                 Due::HttpTimeout => http::timeout(&mut self.core, conn),
+                Due::WsJoinTimeout => {
+                    if let Wire::Ws(ws) = &mut conn.wire {
+                        debug!("{:?} {}: no join in time, closing", conn.id, conn.peer);
+                        let mut reply = std::mem::take(&mut self.core.ws_reply);
+                        reply.clear();
+                        ws.session
+                            .close(CloseCode::POLICY, "join timeout", &mut reply);
+                        input::queue(&mut self.core, conn, Rc::from(reply.as_slice()));
+                        self.core.ws_reply = reply;
+                    }
+                    input::linger(&mut self.core, conn);
+                }
             }
         }
     }
