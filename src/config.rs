@@ -25,6 +25,11 @@ pub struct Config {
     pub log_level: LevelFilter,
     /// Connections over this number are refused right after `accept`.
     pub max_connections: usize,
+    /// Open connections allowed from one client address (0 = no limit).
+    pub max_per_ip: usize,
+    /// Loopback clients (this machine: its own users, load tests) are not
+    /// counted against `max_per_ip` (not a flag; tests turn it off).
+    pub per_ip_exempt_loopback: bool,
     /// Longest chat line (JSON or text), terminator excluded.
     pub max_line_bytes: usize,
     /// Pending output per connection above which the connection is dropped.
@@ -37,9 +42,10 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// Longest HTTP request-target.
     pub max_uri_bytes: usize,
-    /// Time allowed for a WebSocket handshake, an HTTP request, or a chat client's first line.
+    /// Time allowed for a WebSocket handshake or an HTTP request.
     pub handshake_timeout: Duration,
-    /// Time a chat-port client has to send its first line (a name or a `join`).
+    /// Time a client has to join: from connecting on the chat port, from the
+    /// handshake on WebSocket. Refused names do not extend it.
     pub first_line_timeout: Duration,
     /// Idle time after which an HTTP keep-alive connection is closed.
     pub http_idle_timeout: Duration,
@@ -70,6 +76,8 @@ impl Default for Config {
             http_port: 8000,
             log_level: LevelFilter::Info,
             max_connections: 20_000,
+            max_per_ip: 256,
+            per_ip_exempt_loopback: true,
             max_line_bytes: 64 * 1024,
             out_hard_limit_bytes: 4 * 1024 * 1024,
             ws_max_message_bytes: 64 * 1024,
@@ -140,11 +148,14 @@ USAGE: multiuserchat [FLAGS]
   --allow-origin ORIGIN     accept WebSocket handshakes only from this Origin
                             (repeatable; default: any origin)
   --max-connections N       refuse connections beyond N [20000]
+  --max-per-ip N            connections from one address, 0 = no limit;
+                            loopback clients are not counted [256]
   --max-line-bytes N        longest chat line [65536]
   --max-output-bytes N      pending output per client before it is dropped [4194304]
   --ws-max-message-bytes N  largest WebSocket message [65536]
   --handshake-timeout SECS  to send a first line, handshake or HTTP request [10]
-  --first-line-timeout SECS chat-port clients must send a name or join within SECS [60]
+  --first-line-timeout SECS clients must join within SECS (WebSocket: counted
+                            from the handshake) [60]
   --http-idle-timeout SECS  keep-alive idle limit [30]
   --ws-ping-interval SECS   ping a silent WebSocket after SECS [30]
   --ws-pong-timeout SECS    drop it when no answer within SECS [30]
@@ -195,6 +206,7 @@ impl Config {
                 "--assets" => cfg.assets_dir = Some(PathBuf::from(value()?)),
                 "--allow-origin" => cfg.allowed_origins.push(value()?),
                 "--max-connections" => cfg.max_connections = positive(&flag, &value()?)?,
+                "--max-per-ip" => cfg.max_per_ip = parse(&flag, &value()?, "not a number")?,
                 "--max-line-bytes" => cfg.max_line_bytes = positive(&flag, &value()?)?,
                 "--max-output-bytes" => cfg.out_hard_limit_bytes = positive(&flag, &value()?)?,
                 "--ws-max-message-bytes" => cfg.ws_max_message_bytes = positive(&flag, &value()?)?,
@@ -283,8 +295,11 @@ mod tests {
             "http://a",
             "--summary-interval",
             "0.5",
+            "--max-per-ip=0",
         ])
         .unwrap();
+        assert_eq!(c.max_per_ip, 0);
+        assert_eq!(Config::default().max_per_ip, 256);
         assert_eq!(c.host.to_string(), "127.0.0.1");
         assert_eq!((c.tcp_port, c.ws_port), (0, 0));
         assert_eq!(c.log_level, LevelFilter::Debug);

@@ -94,6 +94,8 @@ pub struct Conn {
     /// On the server's read-again list (its read budget ran out): read once
     /// next turn, not also for the readiness events it gets meanwhile.
     pub read_again: bool,
+    /// Counted against the per-address limit (released when reaped).
+    pub ip_counted: bool,
     /// Handshake, first-line or HTTP request/idle deadline.
     pub deadline: Option<Instant>,
     pub last_read: Instant,
@@ -128,6 +130,7 @@ impl Conn {
             write_interest: false,
             dirty: false,
             read_again: false,
+            ip_counted: false,
             deadline: Some(deadline),
             last_read: now,
         }

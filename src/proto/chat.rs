@@ -159,6 +159,8 @@ pub enum ErrorCode {
     RateLimited,
     /// `server_full`: the connection limit is reached.
     ServerFull,
+    /// `too_many_connections`: the limit per client address is reached.
+    TooManyConnections,
 }
 
 impl ErrorCode {
@@ -179,6 +181,7 @@ impl ErrorCode {
             ErrorCode::OutputOverflow => "output_overflow",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::ServerFull => "server_full",
+            ErrorCode::TooManyConnections => "too_many_connections",
         }
     }
 }
@@ -1343,6 +1346,7 @@ mod tests {
             (ErrorCode::OutputOverflow, "output_overflow"),
             (ErrorCode::RateLimited, "rate_limited"),
             (ErrorCode::ServerFull, "server_full"),
+            (ErrorCode::TooManyConnections, "too_many_connections"),
         ];
         for (code, name) in all {
             let out = json_of(Body::Error {

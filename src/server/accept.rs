@@ -9,6 +9,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use log::{debug, info, warn};
@@ -91,6 +92,33 @@ impl Server {
         }
     }
 
+    /// True when connections from `ip` count against `--max-per-ip`.
+    fn counts_against_ip_limit(&self, ip: IpAddr) -> bool {
+        let cfg = &self.core.cfg;
+        cfg.max_per_ip > 0 && !(cfg.per_ip_exempt_loopback && ip.to_canonical().is_loopback())
+    }
+
+    /// Counts one more connection from `ip`; false (nothing counted) at the limit.
+    fn take_ip(&mut self, ip: IpAddr) -> bool {
+        let n = self.per_ip.entry(ip.to_canonical()).or_insert(0);
+        if *n as usize >= self.core.cfg.max_per_ip {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// One connection from `ip` is gone.
+    pub(super) fn release_ip(&mut self, ip: IpAddr) {
+        let ip = ip.to_canonical();
+        if let Some(n) = self.per_ip.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_ip.remove(&ip);
+            }
+        }
+    }
+
     /// Out of descriptors: frees the reserve, accepts one waiting client, refuses
     /// and closes it, then takes the reserve back. False when nothing was waiting
     /// or the reserve could not be used (accepting is then paused).
@@ -103,7 +131,13 @@ impl Server {
         let more = match accepted {
             Ok((mut socket, peer)) => {
                 self.core.stats.refused += 1;
-                refuse(&mut socket, port, self.core.now.stamp, &mut self.core.enc);
+                refuse(
+                    &mut socket,
+                    port,
+                    Refusal::Full,
+                    self.core.now.stamp,
+                    &mut self.core.enc,
+                );
                 drop(socket);
                 debug!("{peer}: refused on {port:?} port: {cause}");
                 let now = self.core.now.mono;
@@ -137,8 +171,30 @@ impl Server {
     fn admit(&mut self, mut socket: TcpStream, peer: std::net::SocketAddr, port: Port) {
         if self.conns.len() >= self.core.cfg.max_connections {
             self.core.stats.refused += 1;
-            refuse(&mut socket, port, self.core.now.stamp, &mut self.core.enc);
+            refuse(
+                &mut socket,
+                port,
+                Refusal::Full,
+                self.core.now.stamp,
+                &mut self.core.enc,
+            );
             debug!("{peer}: refused, {} connections open", self.conns.len());
+            return;
+        }
+        let ip_counted = self.counts_against_ip_limit(peer.ip());
+        if ip_counted && !self.take_ip(peer.ip()) {
+            self.core.stats.refused += 1;
+            refuse(
+                &mut socket,
+                port,
+                Refusal::PerIp,
+                self.core.now.stamp,
+                &mut self.core.enc,
+            );
+            debug!(
+                "{peer}: refused, {} connections from this address",
+                self.core.cfg.max_per_ip
+            );
             return;
         }
         // Chat latency matters more than packet count: no Nagle delay.
@@ -151,6 +207,9 @@ impl Server {
                 .register(&mut socket, token::conn(key), Interest::READABLE)
         {
             warn!("{peer}: cannot register connection: {e}");
+            if ip_counted {
+                self.release_ip(peer.ip());
+            }
             return;
         }
         self.serial = self.serial.wrapping_add(1);
@@ -164,7 +223,7 @@ impl Server {
             Port::Chat => cfg.first_line_timeout,
             Port::Ws | Port::Http => cfg.handshake_timeout,
         };
-        entry.insert(Conn::new(
+        let conn = entry.insert(Conn::new(
             id,
             socket,
             peer,
@@ -173,6 +232,7 @@ impl Server {
             now + timeout,
             now,
         ));
+        conn.ip_counted = ip_counted;
         self.core.stats.accepted += 1;
         info!("{id:?} {peer}: connected on {port:?} port");
         // Bytes may already be waiting (edge-triggered: no event will say so).
@@ -180,26 +240,49 @@ impl Server {
     }
 }
 
+/// Why a client is turned away at the door.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    /// `--max-connections` reached, or out of descriptors.
+    Full,
+    /// `--max-per-ip` reached for the client's address.
+    PerIp,
+}
+
 /// Best-effort refusal for a client the server cannot take: a chat-port client
-/// gets a `server_full` error line (JSON: its mode is not known yet), a
-/// WebSocket or HTTP client a 503. The socket is closed right after.
-fn refuse(socket: &mut TcpStream, port: Port, stamp: Stamp, buf: &mut Vec<u8>) {
+/// gets an error line (JSON: its mode is not known yet), a WebSocket or HTTP
+/// client a 503. The socket is closed right after.
+fn refuse(socket: &mut TcpStream, port: Port, why: Refusal, stamp: Stamp, buf: &mut Vec<u8>) {
+    let (code, text) = match why {
+        Refusal::Full => (
+            ErrorCode::ServerFull,
+            "The server is full. Please try again later.",
+        ),
+        Refusal::PerIp => (
+            ErrorCode::TooManyConnections,
+            "Too many connections from your address. Close some and try again.",
+        ),
+    };
     buf.clear();
     match port {
         Port::Chat => {
             ServerMsg {
                 stamp,
                 body: Body::Error {
-                    code: ErrorCode::ServerFull,
-                    text: "The server is full. Please try again later.".into(),
+                    code,
+                    text: text.into(),
                 },
             }
             .encode_json(buf);
             buf.push(b'\n');
         }
-        Port::Ws | Port::Http => buf.extend_from_slice(
-            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\nConnection: close\r\n\r\nServer is full.\n",
-        ),
+        Port::Ws | Port::Http => {
+            let _ = write!(
+                buf,
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}\n",
+                text.len() + 1
+            );
+        }
     }
     let _ = socket.write(buf);
     let _ = socket.shutdown(std::net::Shutdown::Both);

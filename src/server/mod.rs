@@ -163,6 +163,8 @@ pub struct Server {
     spare_fd: Option<std::fs::File>,
     /// When the last "out of descriptors" warning was logged.
     exhaustion_warned: Option<Instant>,
+    /// Open connections per client address, for `--max-per-ip`.
+    per_ip: std::collections::HashMap<std::net::IpAddr, u32>,
     /// SIGINT / SIGTERM as poll events (see [`Server::stop_on_signals`]).
     signals: Option<signals::Signals>,
     /// Set once a stop signal came: the loop is draining.
@@ -230,6 +232,7 @@ impl Server {
             accept_again: [false; 3],
             spare_fd: accept::open_spare(),
             exhaustion_warned: None,
+            per_ip: std::collections::HashMap::new(),
             signals: None,
             drain: None,
             member_scratch: Vec::new(),
@@ -574,6 +577,9 @@ impl Server {
             }
             let mut conn = self.conns.remove(key);
             let _ = self.poll.registry().deregister(&mut conn.socket);
+            if conn.ip_counted {
+                self.release_ip(conn.peer.ip());
+            }
             if let Some(name) = self.core.hub.name_of(conn.id) {
                 info!("{:?} {}: {name} disconnected", conn.id, conn.peer);
             }
