@@ -92,6 +92,12 @@ impl Server {
         }
     }
 
+    /// Turns a just-accepted client away (see [`refuse`]) and counts it.
+    fn refuse(&mut self, socket: &mut TcpStream, port: Port, why: Refusal) {
+        self.core.stats.refused += 1;
+        refuse(socket, port, why, self.core.now.stamp, &mut self.core.enc);
+    }
+
     /// True when connections from `ip` count against `--max-per-ip`.
     fn counts_against_ip_limit(&self, ip: IpAddr) -> bool {
         let cfg = &self.core.cfg;
@@ -130,14 +136,7 @@ impl Server {
         };
         let more = match accepted {
             Ok((mut socket, peer)) => {
-                self.core.stats.refused += 1;
-                refuse(
-                    &mut socket,
-                    port,
-                    Refusal::Full,
-                    self.core.now.stamp,
-                    &mut self.core.enc,
-                );
+                self.refuse(&mut socket, port, Refusal::Full);
                 drop(socket);
                 debug!("{peer}: refused on {port:?} port: {cause}");
                 let now = self.core.now.mono;
@@ -170,27 +169,13 @@ impl Server {
 
     fn admit(&mut self, mut socket: TcpStream, peer: std::net::SocketAddr, port: Port) {
         if self.conns.len() >= self.core.cfg.max_connections {
-            self.core.stats.refused += 1;
-            refuse(
-                &mut socket,
-                port,
-                Refusal::Full,
-                self.core.now.stamp,
-                &mut self.core.enc,
-            );
+            self.refuse(&mut socket, port, Refusal::Full);
             debug!("{peer}: refused, {} connections open", self.conns.len());
             return;
         }
         let ip_counted = self.counts_against_ip_limit(peer.ip());
         if ip_counted && !self.take_ip(peer.ip()) {
-            self.core.stats.refused += 1;
-            refuse(
-                &mut socket,
-                port,
-                Refusal::PerIp,
-                self.core.now.stamp,
-                &mut self.core.enc,
-            );
+            self.refuse(&mut socket, port, Refusal::PerIp);
             debug!(
                 "{peer}: refused, {} connections from this address",
                 self.core.cfg.max_per_ip
