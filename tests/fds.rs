@@ -6,11 +6,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::binary::{ServerProcess, Spawn, wait_for};
+use common::wsraw::{answer, connect, upgrade_request};
 use common::{Client, WAIT};
 use serde_json::{Value, json};
 
@@ -36,20 +36,6 @@ fn try_join(addr: SocketAddr, name: &str) -> Joined {
     assert_eq!(v["code"], "server_full", "unexpected refusal {v}");
     assert!(c.closed(), "a refused client must be closed");
     Joined::Refused(v)
-}
-
-/// An HTTP-style request on `addr`; the status line of the answer.
-fn status_line(addr: SocketAddr, request: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(WAIT)).expect("timeout");
-    // The server may answer and close before reading the request.
-    let _ = s.write_all(request);
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    let _ = r.read_line(&mut line);
-    let mut rest = Vec::new();
-    let _ = r.read_to_end(&mut rest);
-    line.trim_end().to_owned()
 }
 
 fn chat_from(c: &mut Client, from: &str, text: &str) {
@@ -97,13 +83,12 @@ fn out_of_descriptors_refuses_cleanly_keeps_users_and_resumes() {
             Joined::Refused(_)
         ));
     }
-    let ws = status_line(
-        server.ws,
-        b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    );
+    let (ws, _) = answer(connect(server.ws), upgrade_request("/", "").as_bytes());
     assert!(ws.starts_with("HTTP/1.1 503"), "{ws}");
-    let http = status_line(server.http, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    let (http, _) = answer(
+        connect(server.http),
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
     assert!(http.starts_with("HTTP/1.1 503"), "{http}");
 
     // The users already in keep chatting, both ways.

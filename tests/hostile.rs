@@ -25,6 +25,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::binary::{ServerProcess, Spawn, stats};
+use common::wsraw;
 use common::{Client, WAIT};
 use multiuserchat::server::BoundAddrs;
 use serde_json::{Value, json};
@@ -225,147 +226,6 @@ fn percentiles(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
     v.sort_unstable();
     let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
     (at(0.5), at(0.99), *v.last().unwrap())
-}
-
-/// Hand-built WebSocket client frames over a plain `TcpStream` (the codec
-/// under test must not be trusted to build them).
-mod wsraw {
-    use super::*;
-
-    pub const TEXT: u8 = 0x1;
-    pub const CONT: u8 = 0x0;
-    pub const CLOSE: u8 = 0x8;
-    pub const FIN: u8 = 0x80;
-    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-    pub fn upgrade_request() -> String {
-        format!(
-            "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-    }
-
-    /// Connects and completes the opening handshake.
-    pub fn open(addr: SocketAddr) -> TcpStream {
-        let mut s = TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(WAIT)).unwrap();
-        s.set_nodelay(true).unwrap();
-        s.write_all(upgrade_request().as_bytes()).unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            s.read_exact(&mut byte).expect("handshake response");
-            head.push(byte[0]);
-        }
-        let head = String::from_utf8_lossy(&head);
-        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
-        s
-    }
-
-    /// One frame; masked with a fixed key when `masked`.
-    pub fn frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
-        let mut out = vec![first];
-        let m = if masked { 0x80 } else { 0 };
-        match payload.len() {
-            n if n < 126 => out.push(m | n as u8),
-            n if n <= 0xFFFF => {
-                out.push(m | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(m | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        if masked {
-            out.extend_from_slice(&MASK);
-            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-        } else {
-            out.extend_from_slice(payload);
-        }
-        out
-    }
-
-    /// A masked client frame.
-    pub fn cframe(first: u8, payload: &[u8]) -> Vec<u8> {
-        frame(first, payload, true)
-    }
-
-    pub fn send_text(s: &mut TcpStream, text: &[u8]) {
-        s.write_all(&cframe(FIN | TEXT, text)).expect("ws write");
-    }
-
-    /// One server frame: (first byte, payload); `None` on EOF, reset or timeout.
-    pub fn read_frame(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
-        let mut h = [0u8; 2];
-        s.read_exact(&mut h).ok()?;
-        assert_eq!(h[1] & 0x80, 0, "server frames are never masked");
-        let len = match h[1] & 0x7F {
-            126 => {
-                let mut b = [0u8; 2];
-                s.read_exact(&mut b).ok()?;
-                u64::from(u16::from_be_bytes(b))
-            }
-            127 => {
-                let mut b = [0u8; 8];
-                s.read_exact(&mut b).ok()?;
-                u64::from_be_bytes(b)
-            }
-            n => u64::from(n),
-        };
-        let mut payload = vec![0u8; usize::try_from(len).unwrap()];
-        s.read_exact(&mut payload).ok()?;
-        Some((h[0], payload))
-    }
-
-    /// Skips frames until a text frame whose JSON satisfies `pred`.
-    pub fn recv_until(s: &mut TcpStream, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            let (first, payload) =
-                read_frame(s).unwrap_or_else(|| panic!("connection ended waiting for {what}"));
-            assert!(
-                first & 0x0F != CLOSE,
-                "close frame while waiting for {what}"
-            );
-            if first & 0x0F == TEXT {
-                let v: Value = serde_json::from_slice(&payload).expect("JSON text frame");
-                if pred(&v) {
-                    return v;
-                }
-            }
-        }
-        panic!("never received {what}");
-    }
-
-    /// Skips data frames until a close frame with `code`, then expects TCP to close.
-    pub fn expect_close(s: &mut TcpStream, code: u16) {
-        loop {
-            let (first, payload) = read_frame(s).expect("a close frame before EOF");
-            if first & 0x0F == CLOSE {
-                assert!(payload.len() >= 2, "close frame without a code");
-                assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), code);
-                break;
-            }
-        }
-        assert!(
-            read_to_close(s, WAIT).is_some(),
-            "TCP stays open after the close frame"
-        );
-    }
-
-    /// Opens, joins as `name` and consumes the welcome.
-    pub fn join(addr: SocketAddr, name: &str) -> TcpStream {
-        let mut s = open(addr);
-        send_text(
-            &mut s,
-            json!({"type":"join","sender":name}).to_string().as_bytes(),
-        );
-        let w = recv_until(&mut s, "welcome", |v| v["type"] == "info");
-        assert_eq!(w["user"], name);
-        s
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -888,7 +748,7 @@ fn slowloris_on_every_port_at_once() {
                     format!("{{\"type\":\"join\",\"sender\":\"loris{i}\"}}\n"),
                 ),
                 SlowPort::Chat => (addrs.tcp, format!("loris{i}\n")),
-                SlowPort::Ws => (addrs.ws, wsraw::upgrade_request()),
+                SlowPort::Ws => (addrs.ws, wsraw::upgrade_request("/", "")),
                 SlowPort::Http => (
                     addrs.http,
                     "GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n".to_owned(),
@@ -1897,7 +1757,7 @@ fn malformed_websocket_input() {
         ("64-bit length with its top bit set", msb_length, 1002),
         (
             "unmasked frame after joining",
-            wsraw::frame(wsraw::FIN | wsraw::TEXT, b"{}", false),
+            wsraw::frame(wsraw::FIN | wsraw::TEXT, b"{}", None),
             1002,
         ),
         (

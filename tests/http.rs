@@ -10,6 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::wsraw::{ACCEPT, FIN, PING, PONG, cframe, upgrade_request};
 use common::{Client, WAIT};
 use serde_json::Value;
 
@@ -619,21 +620,15 @@ fn keep_alive_connection_can_upgrade_to_websocket() {
     let mut c = Conn::open(a.http);
     c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(c.response(false).expect("healthz").status, 200);
-    c.send(
-        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    );
+    c.send(upgrade_request("/ws", "").as_bytes());
     let r = c.response(true).expect("101");
     assert_eq!(r.status, 101);
-    assert_eq!(
-        r.header("sec-websocket-accept"),
-        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
-    );
+    assert_eq!(r.header("sec-websocket-accept"), Some(ACCEPT));
     // A masked ping gets its pong.
-    c.send(&[0x89, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]);
+    c.send(&cframe(FIN | PING, b"hi"));
     let mut pong = [0u8; 4];
     c.reader.read_exact(&mut pong).expect("pong");
-    assert_eq!(pong, [0x8A, 2, b'h', b'i']);
+    assert_eq!(pong, [FIN | PONG, 2, b'h', b'i']);
 }
 
 #[test]

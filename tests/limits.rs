@@ -6,11 +6,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::os::fd::FromRawFd;
 
 use common::binary::{stats, wait_for};
+use common::wsraw::{answer, upgrade, upgrade_request};
 use common::{Client, WAIT};
 use serde_json::{Value, json};
 
@@ -82,23 +83,6 @@ fn join_on(stream: TcpStream, name: &str) -> Result<Client, Value> {
     Err(v)
 }
 
-/// The status line and body a WebSocket or HTTP port answers `request` with.
-fn answer(stream: TcpStream, request: &[u8]) -> (String, String) {
-    let mut s = stream;
-    s.set_read_timeout(Some(WAIT)).expect("timeout");
-    let _ = s.write_all(request);
-    let mut r = BufReader::new(s);
-    let mut status = String::new();
-    let _ = r.read_line(&mut status);
-    let mut rest = String::new();
-    let _ = r.read_to_string(&mut rest);
-    let body = rest.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (status.trim_end().to_owned(), body)
-}
-
-const UPGRADE: &[u8] =
-    b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
 
 fn chat(from: &mut Client, to: &mut Client, text: &str) {
@@ -118,7 +102,10 @@ fn max_connections_refuses_newcomers_on_every_port_and_frees_slots() {
 
     let no = refused(connect_from(local, addrs.tcp), "d");
     assert_eq!(no["code"], "server_full", "{no}");
-    let (status, body) = answer(connect_from(local, addrs.ws), UPGRADE);
+    let (status, body) = answer(
+        connect_from(local, addrs.ws),
+        upgrade_request("/", "").as_bytes(),
+    );
     assert!(status.starts_with("HTTP/1.1 503"), "{status}");
     assert!(body.contains("full"), "{body}");
     let (status, _) = answer(connect_from(local, addrs.http), HEALTHZ);
@@ -150,12 +137,7 @@ fn max_per_ip_limits_one_address_and_not_the_others() {
     // It stays open (held until the end of the test) so it keeps its slot.
     let mut ws_slot = connect_from(greedy, addrs.ws);
     ws_slot.set_read_timeout(Some(WAIT)).expect("timeout");
-    ws_slot.write_all(UPGRADE).expect("upgrade");
-    let mut status = String::new();
-    BufReader::new(ws_slot.try_clone().expect("clone"))
-        .read_line(&mut status)
-        .expect("101");
-    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+    upgrade(&mut ws_slot);
 
     // The third from the same address is refused on every port...
     let no = refused(connect_from(greedy, addrs.tcp), "g3");

@@ -7,9 +7,10 @@
 mod common;
 
 use common::binary::stats;
+use common::wsraw::{self, FIN, TEXT, cframe};
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -36,38 +37,6 @@ fn reset_on_close(s: &TcpStream) {
         )
     };
     assert_eq!(rc, 0, "SO_LINGER");
-}
-
-/// Completes a WebSocket handshake on the WS port.
-fn ws_open(addr: SocketAddr) -> TcpStream {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(common::WAIT)).expect("timeout");
-    s.write_all(
-        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .expect("handshake");
-    let mut got = Vec::new();
-    let mut buf = [0u8; 512];
-    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = s.read(&mut buf).expect("handshake reply");
-        assert!(n > 0, "closed during handshake");
-        got.extend_from_slice(&buf[..n]);
-    }
-    assert!(got.starts_with(b"HTTP/1.1 101"));
-    s
-}
-
-/// A masked client text frame.
-fn ws_text(payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x81, 0x80 | payload.len() as u8, 1, 2, 3, 4];
-    f.extend(
-        payload
-            .iter()
-            .enumerate()
-            .map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]),
-    );
-    f
 }
 
 /// One storm cycle of kind `i % 10`.
@@ -97,9 +66,9 @@ fn cycle(addrs: &BoundAddrs, t: usize, i: usize) {
         }
         // Join over WebSocket, then reset mid-frame.
         6 => {
-            let mut s = ws_open(addrs.ws);
-            let _ = s.write_all(&ws_text(join.trim_end().as_bytes()));
-            let frame = ws_text(br#"{"type":"message","message":"cut"}"#);
+            let mut s = wsraw::open(addrs.ws);
+            let _ = s.write_all(&cframe(FIN | TEXT, join.trim_end().as_bytes()));
+            let frame = cframe(FIN | TEXT, br#"{"type":"message","message":"cut"}"#);
             let _ = s.write_all(&frame[..frame.len() / 2]);
             reset_on_close(&s);
         }

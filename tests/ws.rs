@@ -5,218 +5,22 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::wsraw::{
+    self, ACCEPT, BINARY, CLOSE, CONT, FIN, KEY, PING, PONG, TEXT, cframe, close_body, connect,
+    expect_close, frame, handshake, header, next_control, open, read_frame, read_head, recv_until,
+    send_text, status_of, tcp_closed, upgrade_request, violation,
+};
 use common::{Client, WAIT};
 use serde_json::{Value, json};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tungstenite::{Bytes, Message, WebSocket};
-
-/// RFC 6455 §1.3's sample key; any valid key works.
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-/// The `Sec-WebSocket-Accept` for [`KEY`] (RFC 6455 §1.3).
-const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
-const MASK: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
-
-const TEXT: u8 = 0x1;
-const BINARY: u8 = 0x2;
-const CONT: u8 = 0x0;
-const CLOSE: u8 = 0x8;
-const PING: u8 = 0x9;
-const PONG: u8 = 0xA;
-const FIN: u8 = 0x80;
-
-// ---------------------------------------------------------------- raw client
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    s.set_nodelay(true).unwrap();
-    s
-}
-
-fn upgrade_request(path: &str, extra: &str) -> String {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
-    )
-}
-
-/// Reads a response head byte by byte (so no frame bytes are swallowed), up to
-/// the blank line; whatever arrived when the peer closed or went quiet otherwise.
-fn read_head(s: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&head).into_owned()
-}
-
-fn status_of(head: &str) -> u16 {
-    head.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {head:?}"))
-}
-
-/// The value of header `name` in a response head (case-insensitive name).
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.eq_ignore_ascii_case(name).then_some(v.trim())
-    })
-}
-
-/// Sends a handshake and returns the response head.
-fn handshake(addr: SocketAddr, request: &str) -> (TcpStream, String) {
-    let mut s = connect(addr);
-    s.write_all(request.as_bytes()).unwrap();
-    let head = read_head(&mut s);
-    (s, head)
-}
-
-/// A raw, upgraded WebSocket connection.
-fn raw_ws(addr: SocketAddr) -> TcpStream {
-    let (s, head) = handshake(addr, &upgrade_request("/", ""));
-    assert_eq!(status_of(&head), 101, "{head}");
-    s
-}
-
-/// One frame: `first` is the FIN/RSV/opcode byte; masked with `mask` if given.
-fn frame(first: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mut out = vec![first];
-    let m = if mask.is_some() { 0x80 } else { 0 };
-    match payload.len() {
-        n if n < 126 => out.push(m | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(m | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(m | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    match mask {
-        Some(k) => {
-            out.extend_from_slice(&k);
-            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
-        }
-        None => out.extend_from_slice(payload),
-    }
-    out
-}
-
-/// A masked client frame.
-fn cframe(first: u8, payload: &[u8]) -> Vec<u8> {
-    frame(first, payload, Some(MASK))
-}
-
-fn close_body(code: u16, reason: &str) -> Vec<u8> {
-    let mut b = code.to_be_bytes().to_vec();
-    b.extend_from_slice(reason.as_bytes());
-    b
-}
-
-/// Reads one server frame: (first byte, payload). `None` on EOF, reset or timeout.
-fn read_frame(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h).ok()?;
-    assert_eq!(h[1] & 0x80, 0, "server frames are never masked");
-    let len = match h[1] & 0x7F {
-        126 => {
-            let mut b = [0u8; 2];
-            s.read_exact(&mut b).ok()?;
-            u64::from(u16::from_be_bytes(b))
-        }
-        127 => {
-            let mut b = [0u8; 8];
-            s.read_exact(&mut b).ok()?;
-            u64::from_be_bytes(b)
-        }
-        n => u64::from(n),
-    };
-    let mut payload = vec![0u8; usize::try_from(len).unwrap()];
-    s.read_exact(&mut payload).ok()?;
-    Some((h[0], payload))
-}
-
-/// Skips frames until a text frame whose JSON satisfies `pred`.
-fn raw_recv_until(s: &mut TcpStream, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        let Some((first, payload)) = read_frame(s) else {
-            break;
-        };
-        if first & 0x0F == TEXT {
-            let v: Value = serde_json::from_slice(&payload).expect("JSON text frame");
-            if pred(&v) {
-                return v;
-            }
-        }
-    }
-    panic!("never received {what}");
-}
-
-/// The next control frame, skipping text frames (chat broadcasts).
-fn next_control(s: &mut TcpStream) -> (u8, Vec<u8>) {
-    loop {
-        let (first, payload) = read_frame(s).expect("a control frame");
-        if first & 0x08 != 0 {
-            return (first, payload);
-        }
-    }
-}
-
-/// True when the server closed the TCP connection (EOF or reset) within [`WAIT`].
-fn tcp_closed(s: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return false;
-            }
-            Err(_) => return true,
-        }
-    }
-}
-
-/// Skips data frames until a close frame; asserts its code, then that TCP closes.
-fn expect_close(s: &mut TcpStream, code: u16) {
-    loop {
-        let (first, payload) = read_frame(s).expect("a close frame before EOF");
-        match first & 0x0F {
-            CLOSE => {
-                assert_eq!(first & FIN, FIN, "close frames are final");
-                assert!(payload.len() >= 2, "close frame without a code");
-                assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), code);
-                break;
-            }
-            TEXT | PING => {}
-            other => panic!("unexpected opcode {other:#x} before the close"),
-        }
-    }
-    assert!(tcp_closed(s), "TCP stays open after the close frame");
-}
-
-/// A fresh WebSocket gets `bytes` and must fail with close `code`.
-fn violation(addr: SocketAddr, bytes: &[u8], code: u16) {
-    let mut s = raw_ws(addr);
-    s.write_all(bytes).unwrap();
-    expect_close(&mut s, code);
-}
 
 // ----------------------------------------------------------- tungstenite client
 
@@ -355,7 +159,7 @@ fn handshake_sent_byte_by_byte_works() {
     for b in join {
         s.write_all(&[b]).unwrap();
     }
-    let welcome = raw_recv_until(&mut s, "welcome", |v| v["type"] == "info");
+    let welcome = recv_until(&mut s, "welcome", |v| v["type"] == "info");
     assert_eq!(welcome["user"], "slowpoke");
 }
 
@@ -381,7 +185,7 @@ fn unfinished_handshake_is_dropped_after_timeout() {
 #[test]
 fn a_websocket_that_never_joins_is_closed_with_1008_at_the_first_line_timeout() {
     let a = common::start_with(|c| c.first_line_timeout = Duration::from_secs(1));
-    let mut idle = raw_ws(a.ws);
+    let mut idle = open(a.ws);
     idle.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     // One that joins in time stays, however long it then idles.
     let mut joined = ws_join(a.ws, "/", "punctual");
@@ -509,13 +313,7 @@ fn fragmented_text_message_is_reassembled_and_relayed() {
     assert_eq!(got["sender"], "fragger");
 
     // Raw frames, with a ping between the fragments (RFC 6455 §5.4: allowed).
-    let mut raw = raw_ws(a.ws);
-    raw.write_all(&cframe(
-        FIN | TEXT,
-        br#"{"type":"join","sender":"rawfrag"}"#,
-    ))
-    .unwrap();
-    raw_recv_until(&mut raw, "welcome", |v| v["type"] == "info");
+    let mut raw = wsraw::join(a.ws, "rawfrag");
     let mut bytes = cframe(TEXT, br#"{"type":"message","message":"raw "#);
     bytes.extend(cframe(FIN | PING, b"mid"));
     bytes.extend(cframe(CONT, b"frag"));
@@ -543,7 +341,7 @@ fn ping_gets_pong_with_same_payload() {
         }
     }
     // Empty and 125-byte payloads, raw.
-    let mut raw = raw_ws(a.ws);
+    let mut raw = open(a.ws);
     for payload in [Vec::new(), vec![b'p'; 125]] {
         raw.write_all(&cframe(FIN | PING, &payload)).unwrap();
         assert_eq!(next_control(&mut raw), (FIN | PONG, payload));
@@ -584,11 +382,11 @@ fn close_handshake_echoes_1000_and_user_leaves_voluntarily() {
     });
 
     // Raw: the close echo carries the same code; an empty close gets 1000.
-    let mut raw = raw_ws(a.ws);
+    let mut raw = open(a.ws);
     raw.write_all(&cframe(FIN | CLOSE, &close_body(3000, "custom")))
         .unwrap();
     expect_close(&mut raw, 3000);
-    let mut raw = raw_ws(a.ws);
+    let mut raw = open(a.ws);
     raw.write_all(&cframe(FIN | CLOSE, b"")).unwrap();
     expect_close(&mut raw, 1000);
 }
@@ -617,7 +415,7 @@ fn binary_message_gets_1003() {
                 .is_some_and(|m| m.starts_with("Client binary "))
     });
 
-    let mut raw = raw_ws(a.ws);
+    let mut raw = open(a.ws);
     raw.write_all(&cframe(FIN | BINARY, b"\x00\x01")).unwrap();
     expect_close(&mut raw, 1003);
 }
@@ -715,7 +513,7 @@ fn invalid_utf8_text_gets_1007() {
 fn invalid_close_codes_get_1002() {
     let a = common::start();
     for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
-        let mut s = raw_ws(a.ws);
+        let mut s = open(a.ws);
         s.write_all(&cframe(FIN | CLOSE, &close_body(code, "")))
             .unwrap();
         expect_close(&mut s, 1002);
@@ -741,7 +539,7 @@ fn message_over_max_gets_1009() {
     let a = common::start_with(|c| c.ws_max_message_bytes = 1024);
     // One frame declaring more than the limit: refused from its header.
     violation(a.ws, &cframe(FIN | TEXT, &[b' '; 2000]), 1009);
-    let mut s = raw_ws(a.ws);
+    let mut s = open(a.ws);
     s.write_all(&[FIN | TEXT, 0x80 | 127, 0, 0, 0, 1, 0, 0, 0, 0, 1, 2, 3, 4])
         .unwrap();
     expect_close(&mut s, 1009);
@@ -751,9 +549,9 @@ fn message_over_max_gets_1009() {
     violation(a.ws, &bytes, 1009);
 
     // Exactly at the limit is fine: the (non-JSON) text gets an error reply.
-    let mut s = raw_ws(a.ws);
-    s.write_all(&cframe(FIN | TEXT, &[b'x'; 1024])).unwrap();
-    let err = raw_recv_until(&mut s, "error", |v| v["type"] == "error");
+    let mut s = open(a.ws);
+    send_text(&mut s, &[b'x'; 1024]);
+    let err = recv_until(&mut s, "error", |v| v["type"] == "error");
     assert_eq!(err["code"], "bad_json");
 }
 
@@ -772,11 +570,7 @@ fn silent_websocket_is_dropped_while_a_ponging_one_stays() {
         .get_mut()
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
-    let mut silent = raw_ws(a.ws);
-    silent
-        .write_all(&cframe(FIN | TEXT, br#"{"type":"join","sender":"silent"}"#))
-        .unwrap();
-    raw_recv_until(&mut silent, "welcome", |v| v["type"] == "info");
+    let mut silent = wsraw::join(a.ws, "silent");
     let t0 = Instant::now();
 
     // tungstenite answers pings while it reads.
@@ -877,18 +671,11 @@ fn browser_style_connection_header_lists_work() {
 fn exit_message_closes_with_1000_and_is_a_voluntary_leave() {
     let a = common::start();
     let mut tc = Client::join(a.tcp, "stayer");
-    let mut s = raw_ws(a.ws);
-    s.write_all(&cframe(
-        FIN | TEXT,
-        br#"{"type":"join","sender":"quitter"}"#,
-    ))
-    .unwrap();
-    raw_recv_until(&mut s, "welcome", |v| v["type"] == "info");
+    let mut s = wsraw::join(a.ws, "quitter");
     tc.recv_until("list with quitter", |v| {
         lists_all(v, &["quitter", "stayer"])
     });
-    s.write_all(&cframe(FIN | TEXT, br#"{"type":"exit"}"#))
-        .unwrap();
+    send_text(&mut s, br#"{"type":"exit"}"#);
     expect_close(&mut s, 1000);
     tc.recv_until("voluntary leave", |v| {
         is_notice(v, "Client quitter has left the chat.")
@@ -899,10 +686,7 @@ fn exit_message_closes_with_1000_and_is_a_voluntary_leave() {
 fn data_after_the_peers_close_is_ignored() {
     let a = common::start();
     let mut tc = Client::join(a.tcp, "listener");
-    let mut s = raw_ws(a.ws);
-    s.write_all(&cframe(FIN | TEXT, br#"{"type":"join","sender":"closer"}"#))
-        .unwrap();
-    raw_recv_until(&mut s, "welcome", |v| v["type"] == "info");
+    let mut s = wsraw::join(a.ws, "closer");
     let mut bytes = cframe(FIN | CLOSE, &close_body(1000, ""));
     bytes.extend(cframe(
         FIN | TEXT,
@@ -944,10 +728,10 @@ fn too_many_fragments_gets_1009() {
     ok.extend(cframe(CONT, b"\"who\""));
     ok.extend(cframe(CONT, b" "));
     ok.extend(cframe(FIN | CONT, b"}"));
-    let mut s = raw_ws(a.ws);
+    let mut s = open(a.ws);
     s.write_all(&ok).unwrap();
     // Four fragments are fine: a `who` before joining is answered with an error.
-    raw_recv_until(&mut s, "answer", |v| {
+    recv_until(&mut s, "answer", |v| {
         v["type"] == "error" || v["type"] == "user_list"
     });
 
@@ -964,10 +748,7 @@ fn close_then_half_close_still_gets_the_echo() {
     let mut tc = Client::join(a.tcp, "halfwatch");
     for i in 0..5 {
         let name = format!("half{i}");
-        let mut s = raw_ws(a.ws);
-        let join = format!(r#"{{"type":"join","sender":"{name}"}}"#);
-        s.write_all(&cframe(FIN | TEXT, join.as_bytes())).unwrap();
-        raw_recv_until(&mut s, "welcome", |v| v["type"] == "info");
+        let mut s = wsraw::join(a.ws, &name);
         s.write_all(&cframe(FIN | CLOSE, &close_body(1000, "")))
             .unwrap();
         s.shutdown(std::net::Shutdown::Write).unwrap();
@@ -976,13 +757,9 @@ fn close_then_half_close_still_gets_the_echo() {
         tc.recv_until("voluntary leave", |v| is_notice(v, &left));
     }
     // A join followed at once by EOF still gets its welcome.
-    let mut s = raw_ws(a.ws);
-    s.write_all(&cframe(
-        FIN | TEXT,
-        br#"{"type":"join","sender":"hit_and_run"}"#,
-    ))
-    .unwrap();
+    let mut s = open(a.ws);
+    send_text(&mut s, br#"{"type":"join","sender":"hit_and_run"}"#);
     s.shutdown(std::net::Shutdown::Write).unwrap();
-    let welcome = raw_recv_until(&mut s, "welcome", |v| v["type"] == "info");
+    let welcome = recv_until(&mut s, "welcome", |v| v["type"] == "info");
     assert_eq!(welcome["user"], "hit_and_run");
 }
