@@ -350,6 +350,29 @@ fn other_methods_get_405_with_allow() {
 }
 
 #[test]
+fn expect_100_continue_is_answered_at_once_and_closed() {
+    let a = common::start();
+    // The client waits for a go-ahead before its body: the final answer comes
+    // without the body ever being sent, then the connection closes.
+    let mut c = Conn::open(a.http);
+    let t0 = Instant::now();
+    c.send(
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 3000\r\nExpect: 100-continue\r\n\r\n",
+    );
+    let r = c.response(false).expect("an answer before the body");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert!(c.closed());
+    // A client that sends the body anyway gets one answer, never a second one
+    // made of its body bytes.
+    let mut c = Conn::open(a.http);
+    c.send(b"PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 29\r\nExpect: 100-continue\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.response(false).expect("405").status, 405);
+    assert!(c.closed(), "the body was read as a request");
+}
+
+#[test]
 fn malformed_requests_get_400() {
     let a = common::start();
     for raw in [

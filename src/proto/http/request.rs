@@ -209,9 +209,17 @@ pub fn parse(buf: &[u8], limits: &RequestLimits) -> Result<Option<(usize, Reques
 
     let fields = Fields::read(req.headers, minor_version)?;
     let body_len = fields.body_len(limits)?;
-    let total = head_len
-        .checked_add(body_len)
-        .ok_or(RequestError::PayloadTooLarge)?;
+    // RFC 9110 §10.1.1: a client that sent `Expect: 100-continue` waits for a
+    // go-ahead before the body. Nothing here ever needs a body, so instead of
+    // making it wait, answer at once and close (the body is then discarded).
+    let answer_before_body = body_len > 0 && fields.expect_continue;
+    let total = if answer_before_body {
+        head_len
+    } else {
+        head_len
+            .checked_add(body_len)
+            .ok_or(RequestError::PayloadTooLarge)?
+    };
     if buf.len() < total {
         return Ok(None);
     }
@@ -225,7 +233,7 @@ pub fn parse(buf: &[u8], limits: &RequestLimits) -> Result<Option<(usize, Reques
         method,
         target: target.to_owned(),
         minor_version,
-        keep_alive: fields.keep_alive(minor_version),
+        keep_alive: fields.keep_alive(minor_version) && !answer_before_body,
         websocket_upgrade: fields.upgrade_websocket && fields.connection_upgrade,
         if_none_match: fields.if_none_match,
     };
@@ -241,6 +249,7 @@ struct Fields {
     connection_keep_alive: bool,
     connection_upgrade: bool,
     upgrade_websocket: bool,
+    expect_continue: bool,
     if_none_match: Option<String>,
 }
 
@@ -270,6 +279,10 @@ impl Fields {
                 // names the protocol "websocket".
                 if list_items(value).any(|p| p.eq_ignore_ascii_case(b"websocket")) {
                     fields.upgrade_websocket = true;
+                }
+            } else if name.eq_ignore_ascii_case("expect") {
+                if list_items(value).any(|e| e.eq_ignore_ascii_case(b"100-continue")) {
+                    fields.expect_continue = true;
                 }
             } else if name.eq_ignore_ascii_case("host") {
                 hosts = hosts.saturating_add(1);
@@ -568,6 +581,21 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"a\"\r\nif-none-match:  W/\"b\" \r\n\r\n",
         );
         assert_eq!(req.if_none_match.as_deref(), Some("\"a\", W/\"b\""));
+    }
+
+    #[test]
+    fn expect_100_continue_is_answered_before_the_body_then_closed() {
+        let head =
+            b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\nExpect: 100-Continue\r\n\r\n";
+        let (n, req) = parse_ok(head);
+        assert_eq!(n, head.len(), "the body is not waited for");
+        assert!(!req.keep_alive, "the connection closes after the answer");
+        // Without a body there is nothing to wait for: keep-alive stays.
+        let empty = b"GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n";
+        assert!(parse_ok(empty).1.keep_alive);
+        // Other expectations change nothing: the body is still read first.
+        let other = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nExpect: x\r\n\r\n";
+        assert_eq!(parse(other, &limits()), Ok(None));
     }
 
     #[test]
