@@ -1582,7 +1582,9 @@ fn text_mode_receivers_get_one_safe_line_per_message() {
         ("osc\u{1b}]0;title\u{7}", format!("osc{r}]0;title{r}")),
         ("back\u{8}space", format!("back{r}space")),
         ("unit\u{1f}sep", format!("unit{r}sep")),
-        ("u2028\u{2028}stays", "u2028\u{2028}stays".into()),
+        ("u2028\u{2028}sep", "u2028 sep".into()),
+        ("rlo\u{202e}olleh\u{202c}", format!("rlo{r}olleh{r}")),
+        ("isolate\u{2067}x\u{2069}", format!("isolate{r}x{r}")),
     ];
     for (text, want) in &cases {
         jason.say(text);

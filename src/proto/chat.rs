@@ -423,9 +423,12 @@ fn write_decimal(out: &mut Vec<u8>, mut n: usize) {
 }
 
 /// Appends `s` with control characters neutralised for a terminal: `\n`, `\r`
-/// and `\t` become a space, other C0 controls, DEL and C1 controls (U+0080..
-/// U+009F, the 8-bit escape introducers) become U+FFFD. Plain runs are copied
-/// with one `extend_from_slice` each.
+/// and `\t` and the Unicode line and paragraph separators (U+2028, U+2029)
+/// become a space; other C0 controls, DEL, C1 controls (U+0080..U+009F, the
+/// 8-bit escape introducers) and the bidirectional embeddings, overrides and
+/// isolates (U+202A..U+202E, U+2066..U+2069, which can make a terminal show
+/// text in another order than it was sent) become U+FFFD. Plain runs are
+/// copied with one `extend_from_slice` each.
 fn write_terminal_safe(out: &mut Vec<u8>, s: &str) {
     const REPLACEMENT: &[u8] = "\u{fffd}".as_bytes();
     let bytes = s.as_bytes();
@@ -437,6 +440,17 @@ fn write_terminal_safe(out: &mut Vec<u8>, s: &str) {
             b'\n' | b'\r' | b'\t' => (1, b" "),
             0x00..=0x1f | 0x7f => (1, REPLACEMENT),
             0xc2 if matches!(bytes.get(i + 1), Some(0x80..=0x9f)) => (2, REPLACEMENT),
+            // U+2028..U+202E are 0xE2 0x80 0xA8..0xAE; U+2066..U+2069 are 0xE2 0x81 0xA6..0xA9.
+            0xe2 => match (bytes.get(i + 1), bytes.get(i + 2)) {
+                (Some(0x80), Some(0xa8 | 0xa9)) => (3, b" "),
+                (Some(0x80), Some(0xaa..=0xae)) | (Some(0x81), Some(0xa6..=0xa9)) => {
+                    (3, REPLACEMENT)
+                }
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            },
             _ => {
                 i += 1;
                 continue;
@@ -1294,6 +1308,20 @@ mod tests {
     }
 
     #[test]
+    fn text_mode_neutralises_separators_and_bidi_controls_only() {
+        let body = Body::Chat {
+            from: "a".into(),
+            text: "x\u{2028}y\u{2029}z \u{202e}evil\u{202c} \u{2066}iso\u{2069} \u{2027}\u{202f}\u{2065}\u{206a} é".into(),
+        };
+        let mut out = Vec::new();
+        ServerMsg { stamp: T, body }.encode_text(&mut out);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "[12:00:01] a: x y z \u{fffd}evil\u{fffd} \u{fffd}iso\u{fffd} \u{2027}\u{202f}\u{2065}\u{206a} é\n"
+        );
+    }
+
+    #[test]
     fn encode_json_escapes_and_keeps_text_exactly() {
         let nasty = "q\"b\\s/\n\r\t\u{0}\u{1b}[31m\u{7f}\u{85}é😀\u{2028}";
         let body = Body::Chat {
@@ -1628,6 +1656,7 @@ mod tests {
                 let line = text.strip_suffix('\n').unwrap();
                 prop_assert!(line.starts_with("[12:00:01] "));
                 prop_assert!(!line.chars().any(char::is_control), "{:?}", line);
+                prop_assert!(!line.chars().any(|c| matches!(c, '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}')), "{:?}", line);
             } else {
                 prop_assert!(out.is_empty());
             }
