@@ -2,13 +2,21 @@
 //! piped stdin, and a small `chat-load` run checked through its `--json` line.
 //! Every child is killed on drop and every wait has a deadline.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::binary::{ServerProcess, Spawn};
+
 const WAIT: Duration = Duration::from_secs(10);
+
+fn start_server() -> ServerProcess {
+    ServerProcess::start(Spawn::default())
+}
 
 /// A child process that is killed and reaped when dropped.
 struct Guard(Child);
@@ -46,61 +54,6 @@ fn line_channel(r: impl std::io::Read + Send + 'static) -> Receiver<String> {
         }
     });
     rx
-}
-
-struct Server {
-    guard: Guard,
-    tcp: String,
-    ws: String,
-    _banner: Receiver<String>,
-}
-
-/// Starts the server on free loopback ports and reads them from its banner.
-fn start_server() -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_multiuserchat"))
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--tcp-port",
-            "0",
-            "--ws-port",
-            "0",
-            "--http-port",
-            "0",
-        ])
-        .args(["--log-level", "error"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the server");
-    let out = child.stdout.take().expect("server stdout");
-    let guard = Guard(child);
-    let banner = line_channel(out);
-    let (mut tcp, mut ws) = (None, None);
-    let deadline = Instant::now() + WAIT;
-    while tcp.is_none() || ws.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = banner
-            .recv_timeout(left)
-            .expect("server banner with its ports");
-        let addr = |scheme: &str| {
-            line.split_once(scheme)
-                .map(|(_, rest)| rest.trim_end_matches('/').trim().to_string())
-        };
-        tcp = tcp.or_else(|| addr("tcp://"));
-        ws = ws.or_else(|| addr("ws://"));
-    }
-    Server {
-        guard,
-        tcp: tcp.unwrap_or_default(),
-        ws: ws.unwrap_or_default(),
-        _banner: banner,
-    }
-}
-
-fn port_of(addr: &str) -> &str {
-    addr.rsplit(':').next().unwrap_or_default()
 }
 
 struct Client {
@@ -160,7 +113,7 @@ impl Client {
 #[test]
 fn chat_client_joins_chats_whispers_lists_and_quits() {
     let server = start_server();
-    let port = port_of(&server.tcp).to_string();
+    let port = server.tcp.port().to_string();
 
     let mut bob = start_client(&port, Some("bob"));
     bob.expect("Welcome bob");
@@ -201,11 +154,11 @@ fn chat_client_joins_chats_whispers_lists_and_quits() {
 #[test]
 fn chat_client_reports_a_lost_server_with_failure() {
     let mut server = start_server();
-    let port = port_of(&server.tcp).to_string();
+    let port = server.tcp.port().to_string();
     let mut carol = start_client(&port, Some("carol"));
     carol.expect("Welcome carol");
 
-    let _ = server.guard.0.kill();
+    server.kill();
     let status = carol
         .guard
         .wait_for(WAIT)
@@ -221,13 +174,13 @@ fn chat_client_reports_a_lost_server_with_failure() {
 #[test]
 fn chat_load_small_mixed_run_is_lossless() {
     let server = start_server();
-    let pid = server.guard.0.id().to_string();
+    let pid = server.pid.to_string();
     let output = Command::new(env!("CARGO_BIN_EXE_chat-load"))
         .args([
             "--addr",
-            &server.tcp,
+            &server.tcp.to_string(),
             "--ws-addr",
-            &server.ws,
+            &server.ws.to_string(),
             "--proto",
             "mix",
         ])

@@ -125,6 +125,12 @@ impl ServerProcess {
         }
     }
 
+    /// Kills the process at once (SIGKILL: no goodbye, sockets just close).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// True while the process has not exited.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
