@@ -106,19 +106,21 @@ fn sigint_does_the_same() {
     stop_with(libc::SIGINT);
 }
 
+/// Sends `sig` and requires exit status 0 within a second.
+fn exits_zero_within_a_second_of(server: &mut ServerProcess, sig: libc::c_int) {
+    let started = Instant::now();
+    server.signal(sig);
+    let status = server.wait_exit(Duration::from_secs(5)).expect("exit");
+    assert!(status.success(), "{status:?}");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "{took:?}");
+}
+
 #[test]
 fn an_idle_server_stops_at_once_and_a_second_signal_cuts_the_drain() {
     // Idle: nothing to drain, so the exit is immediate.
     let mut server = ServerProcess::start(Spawn::default());
-    let started = Instant::now();
-    server.signal(libc::SIGTERM);
-    let status = server.wait_exit(Duration::from_secs(5)).expect("exit");
-    assert!(status.success());
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
+    exits_zero_within_a_second_of(&mut server, libc::SIGTERM);
 
     // A client that never reads its goodbye (nor closes) would hold the drain
     // for the linger timeout (2 s); a second signal ends it at once.
@@ -129,13 +131,5 @@ fn an_idle_server_stops_at_once_and_a_second_signal_cuts_the_drain() {
         server.wait_exit(Duration::from_millis(500)).is_none(),
         "exited before the lingering client closed"
     );
-    let started = Instant::now();
-    server.signal(libc::SIGTERM);
-    let status = server.wait_exit(Duration::from_secs(5)).expect("exit");
-    assert!(status.success());
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
+    exits_zero_within_a_second_of(&mut server, libc::SIGTERM);
 }
