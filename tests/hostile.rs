@@ -24,7 +24,7 @@ use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::binary::{ServerProcess, Spawn, stats};
+use common::binary::{ServerProcess, Spawn, stats, status_kib};
 use common::wsraw;
 use common::{Client, WAIT};
 use multiuserchat::server::BoundAddrs;
@@ -1013,17 +1013,6 @@ fn joined_user_trickling_a_line_is_idle_until_it_passes_the_line_limit() {
 // 4. Slow readers against the real binary
 // ---------------------------------------------------------------------------
 
-/// VmRSS of process `pid` in KiB (for a sampling thread, which cannot
-/// borrow the process handle).
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// 100 users join and never read while 100 others each send 80 messages of
 /// about 1 KB at full speed (one write each, read back in one thread per
 /// chatter). The chatters get all 8,000 messages exactly once and in each
@@ -1135,7 +1124,7 @@ fn slow_readers_are_dropped_and_server_memory_stays_bounded() {
         thread::spawn(move || {
             let mut samples = 0;
             while sampling.load(Ordering::SeqCst) {
-                peak.fetch_max(rss_kib(pid), Ordering::SeqCst);
+                peak.fetch_max(status_kib(pid, "VmRSS").unwrap_or(0), Ordering::SeqCst);
                 samples += 1;
                 thread::sleep(Duration::from_millis(50));
             }

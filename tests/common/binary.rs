@@ -150,11 +150,7 @@ impl ServerProcess {
 
     /// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`, ...), in KiB.
     pub fn status_kib(&self, field: &str) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
-        status.lines().find_map(|l| {
-            let v = l.strip_prefix(field)?.strip_prefix(':')?;
-            v.split_whitespace().next()?.parse().ok()
-        })
+        status_kib(self.pid, field)
     }
 
     /// `GET path` on the HTTP port: the body of a 200, else `None`.
@@ -184,6 +180,16 @@ impl Drop for ServerProcess {
 fn banner_addr(line: &str) -> Option<SocketAddr> {
     let rest = line.split("://").nth(1)?;
     rest.trim_end_matches('/').parse().ok()
+}
+
+/// A `kB` field of `/proc/PID/status` of any process, in KiB (for sampling
+/// threads, which cannot borrow a [`ServerProcess`]).
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| {
+        let v = l.strip_prefix(field)?.strip_prefix(':')?;
+        v.split_whitespace().next()?.parse().ok()
+    })
 }
 
 /// Fetches `/stats` from the HTTP port.
