@@ -1,6 +1,8 @@
 //! WebSocket echo server for the Autobahn|Testsuite: the same poll loop,
-//! handshake and frame codec as the chat, echoing text as text and binary as
-//! binary on any path, with larger limits (16 MiB messages, 65,536 fragments).
+//! handshake and frame codec as the chat, with the echo session
+//! (`session::ws::EchoSession`) instead of the chat on the WebSocket port:
+//! text is echoed as text and binary as binary on any path, with larger
+//! limits (16 MiB messages, 65,536 fragments).
 //!
 //! `cargo run --release --example ws_echo -- [PORT]` (default 0 = any free port);
 //! prints `listening on ws://127.0.0.1:PORT/` once bound.
@@ -10,6 +12,7 @@ use std::process::ExitCode;
 
 use multiuserchat::config::Config;
 use multiuserchat::server::Server;
+use multiuserchat::session::WsApp;
 
 fn main() -> ExitCode {
     let port = match std::env::args().nth(1).map(|p| p.parse::<u16>()) {
@@ -27,14 +30,11 @@ fn main() -> ExitCode {
         tcp_port: 0,
         ws_port: port,
         http_port: 0,
-        ws_echo: true,
-        ws_max_message_bytes: 16 * 1024 * 1024,
-        ws_max_fragments: 65_536,
         out_hard_limit_bytes: 64 * 1024 * 1024,
         read_budget_bytes: 1024 * 1024,
         ..Config::default()
     };
-    let mut server = match Server::bind(cfg) {
+    let mut server = match Server::bind_with(cfg, WsApp::Echo) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ws_echo: {e}");

@@ -63,8 +63,6 @@ pub struct Config {
     pub read_budget_bytes: usize,
     /// Chat settings.
     pub hub: HubConfig,
-    /// Echo WebSocket messages instead of chatting (the conformance-test server; not a flag).
-    pub ws_echo: bool,
 }
 
 impl Default for Config {
@@ -94,7 +92,6 @@ impl Default for Config {
             assets_dir: None,
             read_budget_bytes: 256 * 1024,
             hub: HubConfig::default(),
-            ws_echo: false,
         }
     }
 }

@@ -19,4 +19,5 @@ pub mod conn;
 pub mod hub;
 pub mod proto;
 pub mod server;
+pub mod session;
 pub mod web;

@@ -1,7 +1,8 @@
 //! `multiuserchat`: flags → `Config`, logging, bind every listener, print the
 //! banner, run the loop.
 
-use std::io::Write;
+use std::ffi::OsStr;
+use std::io::{IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::ExitCode;
 
@@ -64,8 +65,24 @@ fn init_logging(cfg: &Config) {
         cfg.log_level,
         log_cfg,
         simplelog::TerminalMode::Stderr,
-        simplelog::ColorChoice::Auto,
+        colour_choice(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ),
     );
+}
+
+/// Colours only on a terminal: `ColorChoice::Auto` alone looks at `TERM`, not
+/// at where stderr goes, so `2>file` and journald got escape codes. A
+/// non-empty `NO_COLOR` turns them off everywhere (no-color.org).
+fn colour_choice(stderr_is_terminal: bool, no_color: Option<&OsStr>) -> simplelog::ColorChoice {
+    let no_color = no_color.is_some_and(|v| !v.is_empty());
+    if stderr_is_terminal && !no_color {
+        // Auto still honours TERM=dumb.
+        simplelog::ColorChoice::Auto
+    } else {
+        simplelog::ColorChoice::Never
+    }
 }
 
 fn print_banner(cfg: &Config, a: &BoundAddrs) {
@@ -133,4 +150,21 @@ fn lan_addresses() -> Vec<IpAddr> {
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use simplelog::ColorChoice;
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        let on = |tty, v: Option<&str>| colour_choice(tty, v.map(OsStr::new));
+        assert_eq!(on(true, None), ColorChoice::Auto);
+        assert_eq!(on(false, None), ColorChoice::Never);
+        assert_eq!(on(true, Some("1")), ColorChoice::Never);
+        assert_eq!(on(false, Some("1")), ColorChoice::Never);
+        // An empty NO_COLOR does not count (no-color.org).
+        assert_eq!(on(true, Some("")), ColorChoice::Auto);
+    }
 }

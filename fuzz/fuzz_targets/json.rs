@@ -47,8 +47,13 @@ fuzz_target!(|data: &[u8]| {
     let _ = chat::looks_like_json(data);
     let _ = chat::decode_text_name(data);
     match chat::decode_text(data) {
-        Ok(ClientMsg::Message { text }) if !data.starts_with(b"/") => {
+        Ok(ClientMsg::Message { text }) if !data.starts_with(b"/") && !data.starts_with(b"@") => {
             assert_eq!(text.as_bytes(), data);
+        }
+        // `@NAME TEXT`: a private message whose name and text come from the line.
+        Ok(ClientMsg::Private { to, text }) if data.starts_with(b"@") => {
+            assert!(!to.is_empty() && !text.trim().is_empty());
+            assert!(data.windows(to.len()).any(|w| w == to.as_bytes()));
         }
         Ok(other) if !data.starts_with(b"/") => panic!("plain line decoded as {other:?}"),
         _ => {}

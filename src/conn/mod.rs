@@ -1,64 +1,25 @@
-//! One client connection: its socket, leftover input, output queue, which wire
-//! protocol it speaks, and where it is in its life (open, lingering, dead).
+//! One client connection: its socket, leftover input, output queue, its
+//! session (which wire it speaks), and its life: open, lingering, dead.
 //!
-//! `conn` holds state only; the server decides what to do with it.
+//! The lifecycle lives here: [`Conn::queue`] (with the output-limit policy:
+//! hand the socket what it takes before dropping a client), [`Conn::end`]
+//! (linger: say the last words, half-close, close) and [`Conn::kill`] (close
+//! now). Each records the reason once in the turn's [`Books`], from which the
+//! server tells the hub, in one place, that the user left.
 
 pub mod out_queue;
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
+use log::warn;
 use mio::net::TcpStream;
 
-use crate::hub::ConnId;
-use crate::proto::line::LineDecoder;
-use crate::proto::ws::session::WsSession;
+use crate::hub::{ConnId, LeaveReason};
+use crate::session::{Port, Session};
 
 pub use out_queue::{Flush, OutQueue};
-
-/// The listener a connection came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Port {
-    /// JSON lines or plain text.
-    Chat,
-    /// WebSocket, any path.
-    Ws,
-    /// Web client, `/ws`, `/healthz`, `/stats`.
-    Http,
-}
-
-/// The protocol a connection speaks now.
-#[derive(Debug)]
-pub enum Wire {
-    /// Chat port before the first line: a JSON object picks JSON mode, anything else is a name.
-    Detect,
-    /// Newline-delimited JSON objects (the seed's protocol).
-    JsonLines,
-    /// Human-readable lines for `nc`/`telnet`.
-    TextLines,
-    /// Waiting for a complete WebSocket upgrade request.
-    WsHandshake,
-    /// An upgraded WebSocket.
-    Ws(Box<WsState>),
-    /// HTTP/1.1 requests (keep-alive, pipelined).
-    Http,
-}
-
-/// A WebSocket's session and liveness probe.
-#[derive(Debug)]
-pub struct WsState {
-    pub session: WsSession,
-    /// When the last unanswered ping was sent.
-    pub ping_sent: Option<Instant>,
-}
-
-/// The encoding a chat participant receives hub messages in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    JsonLine,
-    Text,
-    WsText,
-}
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +35,20 @@ pub enum Phase {
     Dead,
 }
 
+/// The turn's bookkeeping that connections write to: who has output to
+/// flush, who is to be removed, whose end the hub has not heard of yet.
+#[derive(Debug, Default)]
+pub struct Books {
+    /// Keys with new output, flushed at the end of the turn.
+    pub dirty: Vec<usize>,
+    /// Keys marked dead, reaped at the end of the turn.
+    pub dead: Vec<usize>,
+    /// Connections that ended this turn, with why; the hub hears of each once.
+    pub ended: Vec<(ConnId, LeaveReason)>,
+    /// Bytes written by [`Conn::queue`]'s early flush.
+    pub bytes_out: u64,
+}
+
 /// One client.
 #[derive(Debug)]
 pub struct Conn {
@@ -81,24 +56,23 @@ pub struct Conn {
     pub socket: TcpStream,
     pub peer: SocketAddr,
     pub port: Port,
-    pub wire: Wire,
+    pub session: Session,
     pub phase: Phase,
-    /// Unconsumed input (an unfinished line, frame header or request); empty while idle.
+    /// Unconsumed input (an unfinished line, frame header or request, or input
+    /// held while a join is pending); empty while idle.
     pub inbuf: Vec<u8>,
-    pub lines: LineDecoder,
     pub out: OutQueue,
     /// WRITABLE interest is registered (only while output is pending).
     pub write_interest: bool,
-    /// Already on the server's flush list this turn.
+    /// Already on the flush list this turn.
     pub dirty: bool,
     /// On the server's read-again list (its read budget ran out): read once
     /// next turn, not also for the readiness events it gets meanwhile.
     pub read_again: bool,
     /// Counted against the per-address limit (released when reaped).
     pub ip_counted: bool,
-    /// Handshake, first-line or HTTP request/idle deadline.
-    pub deadline: Option<Instant>,
-    pub last_read: Instant,
+    /// Why it ended (set once).
+    pub ended: Option<LeaveReason>,
 }
 
 impl Conn {
@@ -108,47 +82,22 @@ impl Conn {
         socket: TcpStream,
         peer: SocketAddr,
         port: Port,
-        max_line_bytes: usize,
-        deadline: Instant,
-        now: Instant,
+        session: Session,
     ) -> Conn {
-        let wire = match port {
-            Port::Chat => Wire::Detect,
-            Port::Ws => Wire::WsHandshake,
-            Port::Http => Wire::Http,
-        };
         Conn {
             id,
             socket,
             peer,
             port,
-            wire,
+            session,
             phase: Phase::Open,
             inbuf: Vec::new(),
-            lines: LineDecoder::new(max_line_bytes),
             out: OutQueue::new(),
             write_interest: false,
             dirty: false,
             read_again: false,
             ip_counted: false,
-            deadline: Some(deadline),
-            last_read: now,
-        }
-    }
-
-    /// How this connection receives hub messages; `None` when it is not (or no
-    /// longer) a chat participant.
-    /// A lingering connection still gets replies addressed to it (queued before
-    /// it said goodbye); it is no longer a hub member, so broadcasts skip it.
-    pub fn format(&self) -> Option<Format> {
-        if self.phase == Phase::Dead {
-            return None;
-        }
-        match &self.wire {
-            Wire::JsonLines => Some(Format::JsonLine),
-            Wire::TextLines => Some(Format::Text),
-            Wire::Ws(ws) if !ws.session.is_closing() => Some(Format::WsText),
-            _ => None,
+            ended: None,
         }
     }
 
@@ -157,15 +106,162 @@ impl Conn {
         self.phase != Phase::Open
     }
 
+    /// The key in the server's table.
+    pub fn key(&self) -> usize {
+        self.id.key as usize
+    }
+
+    /// Queues a chunk, enforcing the output limit `limit`. Output is written at
+    /// the end of the turn, so one busy turn can queue more than the limit for
+    /// a client that reads fine: before dropping, the socket gets what it
+    /// takes now, and only a client still over the limit is dropped
+    /// ([`LeaveReason::OverLimit`]). False when the chunk was not queued.
+    pub fn queue(&mut self, chunk: Rc<[u8]>, limit: usize, books: &mut Books) -> bool {
+        if self.phase == Phase::Dead {
+            return false;
+        }
+        if self.out.pending_bytes() + chunk.len() > limit {
+            if self.phase == Phase::Open
+                && let Ok((n, _)) = self.out.flush(&mut self.socket)
+            {
+                books.bytes_out += n as u64;
+            }
+            if self.out.pending_bytes() + chunk.len() > limit {
+                warn!(
+                    "{:?} {}: more than {limit} bytes of output pending, disconnecting",
+                    self.id, self.peer
+                );
+                self.kill(LeaveReason::OverLimit, books);
+                return false;
+            }
+        }
+        self.out.push(chunk);
+        self.mark_dirty(books);
+        true
+    }
+
+    /// Stops taking input, lets queued output drain, half-closes, then closes
+    /// when the peer closes too or `linger` passes. A no-op unless open.
+    pub fn end(&mut self, why: LeaveReason, now: Instant, linger: Duration, books: &mut Books) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        self.phase = Phase::Linger {
+            deadline: now + linger,
+            shut_down: false,
+        };
+        self.inbuf = Vec::new();
+        self.record(why, books);
+        self.mark_dirty(books);
+    }
+
+    /// Closes now: output is dropped; the connection is reaped at the end of the turn.
+    pub fn kill(&mut self, why: LeaveReason, books: &mut Books) {
+        if self.phase == Phase::Dead {
+            return;
+        }
+        self.phase = Phase::Dead;
+        self.out.clear();
+        self.inbuf = Vec::new();
+        self.record(why, books);
+        books.dead.push(self.key());
+    }
+
+    /// The first end is the one the hub hears of.
+    fn record(&mut self, why: LeaveReason, books: &mut Books) {
+        if self.ended.is_none() {
+            self.ended = Some(why);
+            books.ended.push((self.id, why));
+        }
+    }
+
+    pub fn mark_dirty(&mut self, books: &mut Books) {
+        if !self.dirty {
+            self.dirty = true;
+            books.dirty.push(self.key());
+        }
+    }
+
     /// A short protocol name for logs and `/stats`.
     pub fn protocol(&self) -> &'static str {
-        match self.wire {
-            Wire::Detect => "tcp_pending",
-            Wire::JsonLines => "tcp_json",
-            Wire::TextLines => "tcp_text",
-            Wire::WsHandshake => "ws_handshake",
-            Wire::Ws(_) => "websocket",
-            Wire::Http => "http",
+        self.session.protocol()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn pair() -> (Conn, std::net::TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+        let (server, peer) = l.accept().expect("accept");
+        server.set_nonblocking(true).expect("nonblocking");
+        let id = ConnId { key: 3, serial: 9 };
+        let cfg = Config::default();
+        let session = Session::new(Port::Chat, &cfg, Instant::now());
+        let conn = Conn::new(id, TcpStream::from_std(server), peer, Port::Chat, session);
+        (conn, client)
+    }
+
+    #[test]
+    fn the_first_end_is_recorded_once_with_its_reason() {
+        let (mut c, _peer) = pair();
+        let mut books = Books::default();
+        c.end(
+            LeaveReason::Exit,
+            Instant::now(),
+            Duration::from_secs(2),
+            &mut books,
+        );
+        c.end(
+            LeaveReason::Closed,
+            Instant::now(),
+            Duration::from_secs(2),
+            &mut books,
+        );
+        c.kill(LeaveReason::Timeout, &mut books);
+        assert_eq!(books.ended, vec![(c.id, LeaveReason::Exit)]);
+        assert_eq!(books.dead, vec![3]);
+        assert_eq!(c.phase, Phase::Dead);
+    }
+
+    #[test]
+    fn a_reader_with_room_is_flushed_instead_of_dropped() {
+        let (mut c, mut peer) = pair();
+        let mut books = Books::default();
+        // 40 KB through a 16 KiB limit: the socket takes it all.
+        for _ in 0..40 {
+            assert!(c.queue(Rc::from(vec![b'x'; 1000]), 16 * 1024, &mut books));
         }
+        assert!(books.ended.is_empty());
+        assert!(books.bytes_out > 0);
+        c.out.flush(&mut c.socket).expect("flush");
+        let mut got = vec![0u8; 40_000];
+        peer.read_exact(&mut got).expect("read");
+    }
+
+    #[test]
+    fn a_client_that_does_not_read_is_dropped_at_the_limit() {
+        let (mut c, _peer) = pair();
+        let mut books = Books::default();
+        let chunk: Rc<[u8]> = Rc::from(vec![b'x'; 64 * 1024]);
+        let mut queued = 0;
+        // The kernel's buffers take a few MB at most; 4,000 chunks are 256 MB.
+        while queued < 4000 && c.queue(chunk.clone(), 256 * 1024, &mut books) {
+            queued += 1;
+        }
+        assert!(queued < 4000, "never dropped");
+        assert_eq!(books.ended, vec![(c.id, LeaveReason::OverLimit)]);
+        assert_eq!(c.phase, Phase::Dead);
+        assert_eq!(
+            c.out.pending_bytes(),
+            0,
+            "output of a dropped client is freed"
+        );
     }
 }

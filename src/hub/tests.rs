@@ -1,4 +1,4 @@
-//! Hub routing tests: events in, outbox asserted; no sockets, time is an argument.
+//! Hub tests: requests in, effects asserted; no sockets, time is an argument.
 
 use super::*;
 
@@ -11,7 +11,7 @@ fn id(key: u32) -> ConnId {
 
 fn now() -> Now {
     Now {
-        stamp: Stamp::from_hms(12, 0, 1),
+        unix_ms: 1_767_225_600_000,
         mono: Instant::now(),
     }
 }
@@ -20,35 +20,93 @@ fn hub() -> Hub {
     Hub::new(HubConfig::default())
 }
 
-fn join(h: &mut Hub, key: u32, name: &str, presence: bool) {
-    h.handle_join(id(key), name, Features { presence }, now());
+fn join_at(h: &mut Hub, conn: ConnId, name: &str, presence: bool, at: Now) {
+    let req = Request::Join {
+        name: name.to_owned(),
+        features: Features { presence },
+    };
+    h.handle(conn, req, at);
 }
 
-fn bodies(h: &mut Hub) -> Vec<(Recipients, Body)> {
-    h.drain_outbox()
+fn join(h: &mut Hub, key: u32, name: &str, presence: bool) {
+    join_at(h, id(key), name, presence, now());
+}
+
+fn say(h: &mut Hub, key: u32, text: &str, at: Now) {
+    h.handle(id(key), Request::Say { text: text.into() }, at);
+}
+
+fn private(h: &mut Hub, key: u32, to: &str, text: &str) {
+    let req = Request::Private {
+        to: to.into(),
+        text: text.into(),
+    };
+    h.handle(id(key), req, now());
+}
+
+/// Every effect, owned, in drain order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Deliver(Vec<ConnId>, Event),
+    Joined(ConnId, String),
+    Refused(ConnId, ErrorCode),
+    Gone(ConnId, String, LeaveReason),
+}
+
+fn effects(h: &mut Hub) -> Vec<Seen> {
+    let mut v = Vec::new();
+    h.drain_effects(|e| {
+        v.push(match e {
+            Effect::Deliver { to, msg } => Seen::Deliver(to.to_vec(), msg.event.clone()),
+            Effect::Joined { conn, name, .. } => Seen::Joined(conn, name.to_owned()),
+            Effect::JoinRefused { conn, code } => Seen::Refused(conn, code),
+            Effect::Gone {
+                conn, name, why, ..
+            } => Seen::Gone(conn, name.to_owned(), why),
+        })
+    });
+    v
+}
+
+/// The deliveries only: (recipients, event).
+fn bodies(h: &mut Hub) -> Vec<(Vec<ConnId>, Event)> {
+    effects(h)
         .into_iter()
-        .map(|o| (o.to, o.msg.body))
+        .filter_map(|s| match s {
+            Seen::Deliver(to, e) => Some((to, e)),
+            _ => None,
+        })
         .collect()
 }
 
-fn error_code(out: &[(Recipients, Body)]) -> Option<ErrorCode> {
+fn error_code(out: &[(Vec<ConnId>, Event)]) -> Option<ErrorCode> {
     out.iter().find_map(|(_, b)| match b {
-        Body::Error { code, .. } => Some(*code),
+        Event::Error { code, .. } => Some(*code),
         _ => None,
     })
+}
+
+fn sorted(mut v: Vec<ConnId>) -> Vec<ConnId> {
+    v.sort_by_key(|c| c.key);
+    v
 }
 
 #[test]
 fn join_welcomes_and_announces() {
     let mut h = hub();
     join(&mut h, 1, "alice", false);
-    let out = bodies(&mut h);
-    assert!(
-        matches!(&out[0], (Recipients::One(i), Body::Info { user: Some(u), text })
-        if *i == id(1) && u == "alice" && text.contains("1 user online"))
+    let out = effects(&mut h);
+    assert_eq!(
+        out[0],
+        Seen::Joined(id(1), "alice".into()),
+        "the outcome first"
     );
     assert!(
-        matches!(&out[1], (Recipients::All, Body::Notice { text }) if text == "Client alice has joined the chat.")
+        matches!(&out[1], Seen::Deliver(to, Event::Info { user: Some(u), text })
+        if to == &[id(1)] && u == "alice" && text.contains("1 user online"))
+    );
+    assert!(
+        matches!(&out[2], Seen::Deliver(to, Event::Notice { text }) if to == &[id(1)] && text == "Client alice has joined the chat.")
     );
     assert_eq!(h.user_count(), 1);
 }
@@ -64,18 +122,23 @@ fn join_storm_in_one_turn_sends_one_list_per_client() {
     let out = bodies(&mut h);
     let lists: Vec<_> = out
         .iter()
-        .filter(|(_, b)| matches!(b, Body::UserList { .. }))
+        .filter(|(_, b)| matches!(b, Event::UserList { .. }))
         .collect();
     let deltas: Vec<_> = out
         .iter()
-        .filter(|(_, b)| matches!(b, Body::Presence { .. }))
+        .filter(|(_, b)| matches!(b, Event::Presence { .. }))
         .collect();
     assert_eq!(lists.len(), 1);
-    assert_eq!(lists[0].0, Recipients::FullListUsers);
-    assert!(matches!(&lists[0].1, Body::UserList { users } if users.len() == 50));
+    let odd: Vec<ConnId> = (0..50).filter(|k| k % 2 == 1).map(id).collect();
+    assert_eq!(
+        sorted(lists[0].0.clone()),
+        odd,
+        "full lists for legacy clients only"
+    );
+    assert!(matches!(&lists[0].1, Event::UserList { users } if users.len() == 50));
     assert_eq!(deltas.len(), 1);
     assert!(
-        matches!(&deltas[0].1, Body::Presence { joined, left, count } if joined.len() == 50 && left.is_empty() && *count == 50)
+        matches!(&deltas[0].1, Event::Presence { joined, left, count } if joined.len() == 50 && left.is_empty() && *count == 50)
     );
     // Nothing changed: nothing sent.
     h.end_turn(now());
@@ -88,8 +151,8 @@ fn presence_client_gets_full_list_on_join() {
     join(&mut h, 1, "bob", false);
     join(&mut h, 2, "Alice", true);
     let out = bodies(&mut h);
-    assert!(out.iter().any(|(to, b)| *to == Recipients::One(id(2))
-        && matches!(b, Body::UserList { users } if users == &["Alice".to_owned(), "bob".to_owned()])));
+    assert!(out.iter().any(|(to, b)| to == &[id(2)]
+        && matches!(b, Event::UserList { users } if users == &["Alice".to_owned(), "bob".to_owned()])));
 }
 
 #[test]
@@ -98,7 +161,11 @@ fn rejects_taken_names_case_insensitively_and_allows_retry() {
     join(&mut h, 1, "Alice", false);
     let _ = bodies(&mut h);
     join(&mut h, 2, "aLiCe", false);
-    assert_eq!(error_code(&bodies(&mut h)), Some(ErrorCode::NameTaken));
+    let out = effects(&mut h);
+    assert_eq!(out[0], Seen::Refused(id(2), ErrorCode::NameTaken));
+    assert!(
+        matches!(&out[1], Seen::Deliver(to, Event::Error { code: ErrorCode::NameTaken, .. }) if to == &[id(2)])
+    );
     join(&mut h, 2, "bob", false);
     let out = bodies(&mut h);
     assert_eq!(error_code(&out), None);
@@ -134,13 +201,13 @@ fn broadcast_uses_joined_name_not_claimed_sender() {
     let mut h = hub();
     join(&mut h, 1, "alice", false);
     let _ = bodies(&mut h);
-    h.handle_message(id(1), "hi all", now());
+    say(&mut h, 1, "hi all", now());
     let out = bodies(&mut h);
     assert_eq!(
         out,
         vec![(
-            Recipients::All,
-            Body::Chat {
+            vec![id(1)],
+            Event::Chat {
                 from: "alice".into(),
                 text: "hi all".into()
             }
@@ -150,10 +217,21 @@ fn broadcast_uses_joined_name_not_claimed_sender() {
 }
 
 #[test]
-fn message_before_join_is_an_error() {
+fn message_before_join_is_an_error_in_plain_words() {
     let mut h = hub();
-    h.handle_message(id(1), "hi", now());
-    assert_eq!(error_code(&bodies(&mut h)), Some(ErrorCode::NotJoined));
+    say(&mut h, 1, "hi", now());
+    h.handle(id(1), Request::Who, now());
+    let out = bodies(&mut h);
+    assert_eq!(out.len(), 2);
+    for (_, e) in &out {
+        match e {
+            Event::Error {
+                code: ErrorCode::NotJoined,
+                text,
+            } => assert!(!text.contains('{') && !text.contains('/'), "{text}"),
+            other => panic!("{other:?}"),
+        }
+    }
 }
 
 #[test]
@@ -162,27 +240,28 @@ fn private_message_reaches_target_and_confirms_to_sender() {
     join(&mut h, 1, "alice", false);
     join(&mut h, 2, "Bob", false);
     let _ = bodies(&mut h);
-    h.handle_message(id(1), "@bob  secret plan", now());
+    private(&mut h, 1, "bob", "secret plan");
     let out = bodies(&mut h);
     assert_eq!(
         out,
         vec![
             (
-                Recipients::One(id(2)),
-                Body::Private {
+                vec![id(2)],
+                Event::Private {
                     from: "alice".into(),
                     text: "secret plan".into()
                 }
             ),
             (
-                Recipients::One(id(1)),
-                Body::PrivateSent {
+                vec![id(1)],
+                Event::PrivateSent {
                     to: "Bob".into(),
                     text: "secret plan".into()
                 }
             ),
         ]
     );
+    assert_eq!(h.relayed(), 1);
 }
 
 #[test]
@@ -190,13 +269,13 @@ fn private_to_unknown_user_or_without_text_is_an_error() {
     let mut h = hub();
     join(&mut h, 1, "alice", false);
     let _ = bodies(&mut h);
-    h.handle_message(id(1), "@nobody hi", now());
+    private(&mut h, 1, "nobody", "hi");
     assert_eq!(error_code(&bodies(&mut h)), Some(ErrorCode::UnknownUser));
-    h.handle_message(id(1), "@alice", now());
+    private(&mut h, 1, "alice", " ");
     assert_eq!(error_code(&bodies(&mut h)), Some(ErrorCode::BadFormat));
-    h.handle_message(id(1), "@ hi", now());
+    private(&mut h, 1, "", "hi");
     assert_eq!(error_code(&bodies(&mut h)), Some(ErrorCode::BadFormat));
-    h.handle_message(id(1), "   ", now());
+    say(&mut h, 1, "   ", now());
     assert_eq!(error_code(&bodies(&mut h)), Some(ErrorCode::EmptyMessage));
 }
 
@@ -207,13 +286,15 @@ fn exit_and_disconnect_have_different_notices() {
     join(&mut h, 2, "bob", false);
     join(&mut h, 3, "carol", false);
     let _ = bodies(&mut h);
-    h.handle_exit(id(1), now());
-    h.handle_disconnect(id(2), now());
-    h.handle_disconnect(id(1), now()); // already gone: no-op
-    let notices: Vec<String> = bodies(&mut h)
+    h.handle_left(id(1), LeaveReason::Exit, now());
+    h.handle_left(id(2), LeaveReason::Closed, now());
+    h.handle_left(id(1), LeaveReason::Closed, now()); // already gone: no-op
+    let out = effects(&mut h);
+    assert_eq!(out[0], Seen::Gone(id(1), "alice".into(), LeaveReason::Exit));
+    let notices: Vec<String> = out
         .into_iter()
-        .filter_map(|(_, b)| match b {
-            Body::Notice { text } => Some(text),
+        .filter_map(|s| match s {
+            Seen::Deliver(_, Event::Notice { text }) => Some(text),
             _ => None,
         })
         .collect();
@@ -225,10 +306,30 @@ fn exit_and_disconnect_have_different_notices() {
         ]
     );
     assert_eq!(h.user_count(), 1);
-    assert_eq!(h.members()[0].id, id(3));
     // The freed name can be taken again.
     join(&mut h, 4, "ALICE", false);
     assert_eq!(error_code(&bodies(&mut h)), None);
+}
+
+#[test]
+fn every_reason_but_exit_is_unexpected() {
+    for why in [
+        LeaveReason::Closed,
+        LeaveReason::Timeout,
+        LeaveReason::OverLimit,
+        LeaveReason::ProtocolError,
+    ] {
+        let mut h = hub();
+        join(&mut h, 1, "a", false);
+        join(&mut h, 2, "b", false);
+        let _ = bodies(&mut h);
+        h.handle_left(id(1), why, now());
+        let out = bodies(&mut h);
+        assert!(
+            out.iter().any(|(_, e)| matches!(e, Event::Notice { text } if text == "Client a disconnected unexpectedly.")),
+            "{why:?}"
+        );
+    }
 }
 
 #[test]
@@ -236,14 +337,20 @@ fn stale_conn_id_never_reaches_new_user_on_same_key() {
     let mut h = hub();
     join(&mut h, 1, "alice", false);
     let old = id(1);
-    h.handle_exit(old, now());
+    h.handle_left(old, LeaveReason::Exit, now());
     let new = ConnId {
         key: 1,
         serial: 999,
     };
-    h.handle_join(new, "bob", Features::default(), now());
+    join_at(&mut h, new, "bob", false, now());
     let _ = bodies(&mut h);
-    h.handle_message(old, "ghost", now());
+    h.handle(
+        old,
+        Request::Say {
+            text: "ghost".into(),
+        },
+        now(),
+    );
     assert_eq!(error_code(&bodies(&mut h)), Some(ErrorCode::NotJoined));
     assert_eq!(h.name_of(new), Some("bob"));
 }
@@ -256,15 +363,15 @@ fn deltas_are_netted_within_a_turn() {
     h.end_turn(now());
     let _ = bodies(&mut h);
     // flap leaves and comes back; ghost comes and goes.
-    h.handle_exit(id(2), now());
+    h.handle_left(id(2), LeaveReason::Exit, now());
     join(&mut h, 3, "flap", false);
     join(&mut h, 4, "ghost", false);
-    h.handle_disconnect(id(4), now());
+    h.handle_left(id(4), LeaveReason::Closed, now());
     let _ = bodies(&mut h);
     h.end_turn(now());
     let out = bodies(&mut h);
     let delta = out.iter().find_map(|(_, b)| match b {
-        Body::Presence {
+        Event::Presence {
             joined,
             left,
             count,
@@ -284,12 +391,12 @@ fn who_lists_everyone_sorted() {
     join(&mut h, 2, "Alice", true);
     join(&mut h, 3, "bob", true);
     let _ = bodies(&mut h);
-    h.handle_who(id(1), now());
+    h.handle(id(1), Request::Who, now());
     assert_eq!(
         bodies(&mut h),
         vec![(
-            Recipients::One(id(1)),
-            Body::UserList {
+            vec![id(1)],
+            Event::UserList {
                 users: vec!["Alice".into(), "bob".into(), "carol".into()]
             }
         )]
@@ -305,37 +412,47 @@ fn above_threshold_notices_become_a_periodic_summary() {
     });
     let t0 = Instant::now();
     let at = |secs: u64| Now {
-        stamp: Stamp::from_hms(0, 0, 0),
+        unix_ms: 0,
         mono: t0 + Duration::from_secs(secs),
     };
     for k in 0..10 {
-        h.handle_join(id(k), &format!("u{k}"), Features::default(), at(0));
+        join_at(&mut h, id(k), &format!("u{k}"), false, at(0));
     }
     h.end_turn(at(0));
     let out = bodies(&mut h);
     let notices = out
         .iter()
-        .filter(|(_, b)| matches!(b, Body::Notice { .. }))
+        .filter(|(_, b)| matches!(b, Event::Notice { .. }))
         .count();
     assert_eq!(
         notices, 3,
         "only the joins below the threshold are announced"
     );
-    // The window is due after the interval: one summary notice.
+    // The window is due after the interval: one summary.
     h.end_turn(at(2));
     assert!(bodies(&mut h).is_empty());
     h.end_turn(at(6));
     let out = bodies(&mut h);
-    assert!(out.iter().any(|(to, b)| *to == Recipients::All
-        && matches!(b, Body::Notice { text } if text.starts_with("7 joined and 0 left"))));
+    assert!(out.iter().any(|(to, b)| to.len() == 10
+        && matches!(
+            b,
+            Event::Summary {
+                joined: 7,
+                left: 0,
+                count: 10
+            }
+        )));
     // Dropping back under the threshold resynchronises everyone with a full list.
     for k in 0..8 {
-        h.handle_exit(id(k), at(7));
+        h.handle_left(id(k), LeaveReason::Exit, at(7));
     }
     h.end_turn(at(7));
     let out = bodies(&mut h);
-    assert!(out.iter().any(|(to, b)| *to == Recipients::All
-        && matches!(b, Body::UserList { users } if users.len() == 2)));
+    assert!(
+        out.iter()
+            .any(|(to, b)| to.len() == 2
+                && matches!(b, Event::UserList { users } if users.len() == 2))
+    );
 }
 
 #[test]
@@ -346,27 +463,24 @@ fn rate_limit_drops_excess_without_disconnecting() {
     });
     let t0 = Instant::now();
     let at = |ms: u64| Now {
-        stamp: Stamp::from_hms(0, 0, 0),
+        unix_ms: 0,
         mono: t0 + Duration::from_millis(ms),
     };
-    h.handle_join(id(1), "fast", Features::default(), at(0));
+    join_at(&mut h, id(1), "fast", false, at(0));
     let _ = bodies(&mut h);
     for _ in 0..3 {
-        h.handle_message(id(1), "x", at(0));
+        say(&mut h, 1, "x", at(0));
     }
     let out = bodies(&mut h);
     assert_eq!(
         out.iter()
-            .filter(|(_, b)| matches!(b, Body::Chat { .. }))
+            .filter(|(_, b)| matches!(b, Event::Chat { .. }))
             .count(),
         2
     );
     assert_eq!(error_code(&out), Some(ErrorCode::RateLimited));
-    h.handle_message(id(1), "later", at(600));
-    assert!(matches!(
-        &bodies(&mut h)[..],
-        [(Recipients::All, Body::Chat { .. })]
-    ));
+    say(&mut h, 1, "later", at(600));
+    assert!(matches!(&bodies(&mut h)[..], [(_, Event::Chat { .. })]));
     assert_eq!(h.user_count(), 1);
 }
 
@@ -374,26 +488,58 @@ fn rate_limit_drops_excess_without_disconnecting() {
 fn a_joiner_gets_no_broadcast_produced_before_its_join() {
     let mut h = hub();
     join(&mut h, 1, "alice", false);
-    h.handle_message(id(1), "before bob", now());
+    say(&mut h, 1, "before bob", now());
     join(&mut h, 2, "bob", false);
-    h.handle_message(id(1), "after bob", now());
+    say(&mut h, 1, "after bob", now());
     h.end_turn(now());
-    let bob = *h.members().iter().find(|m| m.id == id(2)).unwrap();
-    let alice = *h.members().iter().find(|m| m.id == id(1)).unwrap();
-    let to_bob: Vec<Body> = h
-        .drain_outbox()
+    let to_bob: Vec<Event> = bodies(&mut h)
         .into_iter()
-        .inspect(|o| assert!(o.reaches(&alice) || o.to == Recipients::One(id(2))))
-        .filter(|o| o.reaches(&bob))
-        .map(|o| o.msg.body)
+        .inspect(|(to, _)| assert!(to.contains(&id(1)) || to == &[id(2)]))
+        .filter(|(to, _)| to.contains(&id(2)))
+        .map(|(_, e)| e)
         .collect();
-    assert!(matches!(&to_bob[0], Body::Info { user: Some(u), .. } if u == "bob"));
+    assert!(matches!(&to_bob[0], Event::Info { user: Some(u), .. } if u == "bob"));
     assert!(
-        matches!(&to_bob[1], Body::Notice { text } if text == "Client bob has joined the chat.")
+        matches!(&to_bob[1], Event::Notice { text } if text == "Client bob has joined the chat.")
     );
-    assert!(matches!(&to_bob[2], Body::Chat { text, .. } if text == "after bob"));
-    assert!(matches!(&to_bob[3], Body::UserList { users } if users.len() == 2));
+    assert!(matches!(&to_bob[2], Event::Chat { text, .. } if text == "after bob"));
+    assert!(matches!(&to_bob[3], Event::UserList { users } if users.len() == 2));
     assert_eq!(to_bob.len(), 4);
+}
+
+#[test]
+fn effects_come_out_in_production_order() {
+    let mut h = hub();
+    join(&mut h, 1, "a", true);
+    join(&mut h, 2, "a", true);
+    say(&mut h, 1, "one", now());
+    h.handle_left(id(1), LeaveReason::Exit, now());
+    h.end_turn(now());
+    let kinds: Vec<&str> = effects(&mut h)
+        .iter()
+        .map(|s| match s {
+            Seen::Joined(..) => "joined",
+            Seen::Refused(..) => "refused",
+            Seen::Gone(..) => "gone",
+            Seen::Deliver(_, Event::Info { .. }) => "welcome",
+            Seen::Deliver(_, Event::UserList { .. }) => "list",
+            Seen::Deliver(_, Event::Notice { .. }) => "notice",
+            Seen::Deliver(_, Event::Error { .. }) => "error",
+            Seen::Deliver(_, Event::Chat { .. }) => "chat",
+            Seen::Deliver(_, Event::Presence { .. }) => "presence",
+            Seen::Deliver(..) => "other",
+        })
+        .collect();
+    // Recipients are resolved when drained: a's own join notice and chat
+    // reach nobody, since a left in the same turn and nobody else is here.
+    assert_eq!(
+        kinds,
+        [
+            "joined", "welcome", "list", // a joins
+            "refused", "error", // the second "a" is refused
+            "gone",  // a leaves
+        ]
+    );
 }
 
 #[test]
@@ -404,18 +550,19 @@ fn shutdown_notifies_everyone_then_users_leave_silently() {
     h.end_turn(now());
     bodies(&mut h);
     h.shutdown("Server is shutting down.".into(), now());
-    h.handle_disconnect(id(1), now());
-    h.handle_exit(id(2), now());
-    h.end_turn(now());
+    // The server delivers the goodbye before the connections end.
     let out = bodies(&mut h);
+    h.handle_left(id(1), LeaveReason::Drain, now());
+    h.handle_left(id(2), LeaveReason::Drain, now());
+    h.end_turn(now());
+    assert!(bodies(&mut h).is_empty(), "users leave silently");
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(sorted(out[0].0.clone()), vec![id(1), id(2)]);
     assert_eq!(
-        out,
-        vec![(
-            Recipients::All,
-            Body::Notice {
-                text: "Server is shutting down.".into()
-            }
-        )]
+        out[0].1,
+        Event::Notice {
+            text: "Server is shutting down.".into()
+        }
     );
     assert_eq!(h.user_count(), 0);
 }

@@ -16,10 +16,12 @@ use log::{debug, info, warn};
 use mio::Interest;
 use mio::net::TcpStream;
 
+use super::deadlines::Timer;
 use super::{Server, token};
-use crate::conn::{Conn, Port};
-use crate::hub::ConnId;
-use crate::proto::chat::{Body, ErrorCode, ServerMsg, Stamp};
+use crate::conn::Conn;
+use crate::hub::{ConnId, ErrorCode, Event};
+use crate::proto::chat::{Stamp, encode_json};
+use crate::session::{Port, Session};
 
 /// How long accepting pauses after running out of descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
@@ -51,7 +53,7 @@ fn out_of_descriptors(e: &io::Error) -> bool {
 impl Server {
     /// Accepts every pending connection on listener `i`.
     pub(super) fn accept(&mut self, i: usize) {
-        if self.accept_paused_until.is_some() {
+        if self.accept_paused {
             return;
         }
         let port = Port::from_listener(i);
@@ -80,7 +82,7 @@ impl Server {
                         "accept failed on {port:?} port: {e}; pausing accepts for {} ms",
                         ACCEPT_PAUSE.as_millis()
                     );
-                    self.accept_paused_until = Some(self.core.now.mono + ACCEPT_PAUSE);
+                    self.pause_accepting();
                     return;
                 }
             }
@@ -92,10 +94,18 @@ impl Server {
         }
     }
 
+    /// Stops accepting for a moment (see the module docs).
+    fn pause_accepting(&mut self) {
+        self.accept_paused = true;
+        self.timers
+            .set(Timer::AcceptResume, self.core.now.mono + ACCEPT_PAUSE);
+    }
+
     /// Turns a just-accepted client away (see [`refuse`]) and counts it.
     fn refuse(&mut self, socket: &mut TcpStream, port: Port, why: Refusal) {
         self.core.stats.refused += 1;
-        refuse(socket, port, why, self.core.now.stamp, &mut self.core.enc);
+        let stamp = Stamp::from_unix_ms(self.core.now.unix_ms, self.core.clock.offset_secs());
+        refuse(socket, port, why, stamp, &mut self.core.enc);
     }
 
     /// True when connections from `ip` count against `--max-per-ip`.
@@ -155,13 +165,13 @@ impl Server {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
             Err(e) => {
                 debug!("accept with the reserve descriptor failed: {e}");
-                self.accept_paused_until = Some(self.core.now.mono + ACCEPT_PAUSE);
+                self.pause_accepting();
                 false
             }
         };
         self.spare_fd = open_spare();
         if self.spare_fd.is_none() {
-            self.accept_paused_until = Some(self.core.now.mono + ACCEPT_PAUSE);
+            self.pause_accepting();
             return false;
         }
         more
@@ -202,21 +212,8 @@ impl Server {
             key: u32::try_from(key).unwrap_or(u32::MAX),
             serial: self.serial,
         };
-        let cfg = &self.core.cfg;
-        let now = self.core.now.mono;
-        let timeout = match port {
-            Port::Chat => cfg.first_line_timeout,
-            Port::Ws | Port::Http => cfg.handshake_timeout,
-        };
-        let conn = entry.insert(Conn::new(
-            id,
-            socket,
-            peer,
-            port,
-            cfg.max_line_bytes,
-            now + timeout,
-            now,
-        ));
+        let session = Session::new(port, &self.core.cfg, self.core.now.mono);
+        let conn = entry.insert(Conn::new(id, socket, peer, port, session));
         conn.ip_counted = ip_counted;
         self.core.stats.accepted += 1;
         info!("{id:?} {peer}: connected on {port:?} port");
@@ -251,14 +248,11 @@ fn refuse(socket: &mut TcpStream, port: Port, why: Refusal, stamp: Stamp, buf: &
     buf.clear();
     match port {
         Port::Chat => {
-            ServerMsg {
-                stamp,
-                body: Body::Error {
-                    code,
-                    text: text.into(),
-                },
-            }
-            .encode_json(buf);
+            let event = Event::Error {
+                code,
+                text: text.into(),
+            };
+            encode_json(&event, stamp, buf);
             buf.push(b'\n');
         }
         Port::Ws | Port::Http => {

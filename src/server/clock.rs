@@ -1,15 +1,13 @@
-//! Wall-clock readings for the loop: the local `HH:MM:SS` of chat timestamps and
-//! the HTTP `Date`, each formatted at most once per second.
+//! Wall-clock helpers for the loop: the local zone's offset from UTC (read
+//! once, for the encoders' `HH:MM:SS` stamps) and the HTTP `Date`, formatted
+//! at most once per second. The loop reads the time itself, once per turn.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use crate::proto::chat::Stamp;
 use crate::proto::http::response::http_date;
 
-/// Local-time offset (found once at start-up) and per-second caches.
+/// Local-time offset (found once at start-up) and the `Date` cache.
 #[derive(Debug)]
 pub struct Clock {
-    offset_secs: i64,
+    offset_secs: i32,
     date_secs: u64,
     date: String,
 }
@@ -20,7 +18,7 @@ impl Clock {
     /// or when the zone is unknown, timestamps are UTC.
     pub fn new() -> Clock {
         let offset_secs = time::UtcOffset::current_local_offset()
-            .map(|o| i64::from(o.whole_seconds()))
+            .map(|o| o.whole_seconds())
             .unwrap_or(0);
         Clock {
             offset_secs,
@@ -29,20 +27,16 @@ impl Clock {
         }
     }
 
-    /// The current local time of day.
-    pub fn stamp(&self) -> Stamp {
-        let secs = i64::try_from(unix_secs()).unwrap_or(0) + self.offset_secs;
-        let day = secs.rem_euclid(86_400);
-        let (h, m, s) = (day / 3600, day % 3600 / 60, day % 60);
-        Stamp::from_hms(h as u8, m as u8, s as u8)
+    /// Seconds east of UTC of the local zone.
+    pub fn offset_secs(&self) -> i32 {
+        self.offset_secs
     }
 
-    /// The current HTTP `Date` value.
-    pub fn http_date(&mut self) -> &str {
-        let now = unix_secs();
-        if now != self.date_secs {
-            self.date_secs = now;
-            self.date = http_date(now);
+    /// The HTTP `Date` value for `unix_secs`.
+    pub fn http_date(&mut self, unix_secs: u64) -> &str {
+        if unix_secs != self.date_secs {
+            self.date_secs = unix_secs;
+            self.date = http_date(unix_secs);
         }
         &self.date
     }
@@ -52,11 +46,4 @@ impl Default for Clock {
     fn default() -> Self {
         Clock::new()
     }
-}
-
-fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

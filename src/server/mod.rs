@@ -1,16 +1,20 @@
 //! The poll loop: one `mio::Poll` owns every listener and connection. It moves
-//! bytes, runs timers and dispatches decoded input; protocol rules live in
-//! `proto`, chat rules in `hub`.
+//! bytes, runs timers and dispatches; what the bytes mean is the sessions'
+//! business (`session`), chat rules are the hub's (`hub`).
 //!
 //! One turn:
-//! 1. poll (timeout: zero while work is pending, else the next timer);
-//! 2. accept / read / write for each event; input is decoded and fed to the hub;
+//! 1. poll (timeout: zero while work is pending, else the next deadline);
+//! 2. accept / read / write for each event; read bytes go to the connection's
+//!    session, whose outputs are applied in order ([`dispatch`]);
 //! 3. connections that used up their read budget are read again;
-//! 4. timers: handshake and idle deadlines, WebSocket pings, lingering closes;
-//! 5. reap connections marked dead (the hub hears about abrupt disconnects);
-//! 6. the hub's end of turn (debounced presence), then delivery: every message
-//!    is encoded once per wire format and the bytes shared by all recipients;
-//! 7. flush every connection with new output before sleeping.
+//! 4. due server timers ([`deadlines`]): the sweep (session deadlines, pings,
+//!    lingering closes), the end of an accept pause, the drain deadline;
+//! 5. settle: the hub hears of every connection that ended (once, with why),
+//!    closes its turn (debounced presence), and its effects are delivered:
+//!    every message encoded once per wire format, the bytes shared by all
+//!    recipients; join outcomes go to their sessions, which may go on with
+//!    input they held back. Repeated until nothing new ended or happened;
+//! 6. flush every connection with new output before sleeping.
 //!
 //! Closing is deferred: a connection over a limit is marked, not freed, while
 //! other code may still hold its key.
@@ -20,12 +24,21 @@
 //! what is queued (WebSockets end with a 1001 close frame) and half-closes; `run`
 //! returns once all are closed or the linger timeout passes. A second signal
 //! ends it at once.
+//!
+//! Outbound links (a connection the server opens itself, such as a pub/sub
+//! backplane) have their own tokens ([`token::link`]) and state ([`link`]); they
+//! are not clients: not counted, not swept, never reported to the hub.
 
 mod accept;
 mod clock;
+// Some of its API waits for the outbound links that will use it.
+#[allow(dead_code)]
+mod deadlines;
 mod deliver;
-mod http;
-mod input;
+mod dispatch;
+// A place for outbound links; nothing opens one yet.
+#[allow(dead_code)]
+mod link;
 mod signals;
 mod timers;
 pub mod token;
@@ -33,7 +46,7 @@ pub mod token;
 use std::fmt;
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{debug, info, warn};
 use mio::net::TcpListener;
@@ -42,13 +55,14 @@ use mio::{Events, Interest, Poll};
 use slab::Slab;
 
 use crate::config::Config;
-use crate::conn::{Conn, Flush, Phase, Port, Wire};
-use crate::hub::{Hub, Now};
-use crate::proto::ws::close::CloseCode;
+use crate::conn::{Books, Conn, Flush, Phase};
+use crate::hub::{Hub, LeaveReason, Now};
 use crate::proto::ws::handshake::HandshakeConfig;
+use crate::session::{Out, Port, StatsView, WsApp};
 use crate::web::static_files::StaticFiles;
 
 use clock::Clock;
+use deadlines::{Deadlines, Timer};
 use token::Token2;
 
 /// Size of the loop-owned read buffer every connection reads into.
@@ -111,39 +125,40 @@ pub struct Stats {
     pub refused: u64,
 }
 
-/// Everything a connection handler may touch besides the connection itself.
+/// What sessions read and connections write besides themselves.
 pub(crate) struct Core {
     pub cfg: Config,
-    pub hub: Hub,
     pub files: StaticFiles,
     pub handshake: HandshakeConfig,
+    pub ws_app: WsApp,
     pub stats: Stats,
-    /// Open connections by protocol, refreshed by the timer sweep (for `/stats`).
-    pub conn_counts: Vec<(&'static str, usize)>,
+    /// `/stats` as of the last refresh (connection counts at each sweep).
+    pub stats_view: StatsView,
     pub started: Instant,
     pub now: Now,
     pub clock: Clock,
-    /// Keys with new output, flushed at the end of the turn.
-    pub dirty: Vec<usize>,
-    /// Keys marked dead, reaped at the end of the turn.
-    pub dead: Vec<usize>,
+    /// The current HTTP `Date` value.
+    pub http_date: String,
+    /// The turn's bookkeeping (flush list, dead list, ended connections).
+    pub books: Books,
     /// Keys whose read budget ran out; read again next turn without waiting.
     pub ready_again: Vec<usize>,
-    /// Reusable buffers for WebSocket events and replies, and for encoding.
-    pub ws_events: Vec<crate::proto::ws::session::WsEvent>,
-    pub ws_reply: Vec<u8>,
+    /// Keys whose session may go on with input it held back.
+    pub resume: Vec<usize>,
+    /// Reusable session output and encoding buffers.
+    pub outs: Vec<Out>,
     pub enc: Vec<u8>,
 }
 
 /// A stop in progress.
 #[derive(Debug)]
 struct Drain {
-    /// When whatever is still open is cut.
-    deadline: Instant,
     /// Connections open when the stop began.
     initial: usize,
     /// Every connection was told to finish (done once, after the goodbye is queued).
     closed_all: bool,
+    /// The deadline passed: whatever is still open is cut.
+    expired: bool,
 }
 
 /// The server: listeners, connections and the chat hub on one thread.
@@ -152,9 +167,12 @@ pub struct Server {
     /// Chat, WebSocket, HTTP; emptied (closed) when a stop begins.
     listeners: Vec<TcpListener>,
     conns: Slab<Conn>,
+    hub: Hub,
     scratch: Vec<u8>,
     serial: u32,
-    accept_paused_until: Option<Instant>,
+    /// Server-level timers; the nearest gives the poll timeout.
+    timers: Deadlines<Timer>,
+    accept_paused: bool,
     /// Listeners that hit the per-turn accept bound; accepted again next turn.
     accept_again: [bool; 3],
     /// A descriptor held in reserve: when `accept` fails for want of descriptors,
@@ -169,15 +187,18 @@ pub struct Server {
     signals: Option<signals::Signals>,
     /// Set once a stop signal came: the loop is draining.
     drain: Option<Drain>,
-    /// Reusable list of broadcast recipients.
-    member_scratch: Vec<crate::hub::ConnId>,
-    next_sweep: Instant,
     core: Core,
 }
 
 impl Server {
     /// Binds every listener (all or nothing) and prepares the loop.
     pub fn bind(cfg: Config) -> Result<Server, ServerError> {
+        Server::bind_with(cfg, WsApp::Chat)
+    }
+
+    /// Like [`Server::bind`], with another application on the WebSocket port
+    /// (the echo server of the conformance tests).
+    pub fn bind_with(cfg: Config, ws_app: WsApp) -> Result<Server, ServerError> {
         let files = match &cfg.assets_dir {
             Some(dir) => StaticFiles::from_dir(dir).map_err(|source| ServerError::Assets {
                 dir: dir.display().to_string(),
@@ -197,28 +218,29 @@ impl Server {
                 .map_err(ServerError::Io)?;
         }
         let now = Instant::now();
-        let clock = Clock::new();
+        let mut clock = Clock::new();
+        let unix_ms = unix_ms();
+        let http_date = clock.http_date(unix_ms / 1000).to_owned();
         let handshake = HandshakeConfig {
             max_header_bytes: cfg.max_header_bytes,
             allowed_origins: cfg.allowed_origins.clone(),
         };
+        let mut timers = Deadlines::new();
+        timers.set(Timer::Sweep, now);
         let core = Core {
-            hub: Hub::new(cfg.hub.clone()),
             files,
             handshake,
+            ws_app,
             stats: Stats::default(),
-            conn_counts: Vec::new(),
+            stats_view: StatsView::default(),
             started: now,
-            now: Now {
-                stamp: clock.stamp(),
-                mono: now,
-            },
+            now: Now { unix_ms, mono: now },
             clock,
-            dirty: Vec::new(),
-            dead: Vec::new(),
+            http_date,
+            books: Books::default(),
             ready_again: Vec::new(),
-            ws_events: Vec::new(),
-            ws_reply: Vec::new(),
+            resume: Vec::new(),
+            outs: Vec::new(),
             enc: Vec::new(),
             cfg,
         };
@@ -226,17 +248,17 @@ impl Server {
             poll,
             listeners,
             conns: Slab::new(),
+            hub: Hub::new(core.cfg.hub.clone()),
             scratch: vec![0; SCRATCH_BYTES],
             serial: 0,
-            accept_paused_until: None,
+            timers,
+            accept_paused: false,
             accept_again: [false; 3],
             spare_fd: accept::open_spare(),
             exhaustion_warned: None,
             per_ip: std::collections::HashMap::new(),
             signals: None,
             drain: None,
-            member_scratch: Vec::new(),
-            next_sweep: now,
             core,
         })
     }
@@ -278,7 +300,7 @@ impl Server {
         loop {
             self.turn(&mut events).map_err(ServerError::Io)?;
             if let Some(drain) = &self.drain
-                && (self.conns.is_empty() || self.core.now.mono >= drain.deadline)
+                && (self.conns.is_empty() || drain.expired)
             {
                 info!(
                     "stopped: {} connection(s) closed cleanly, {} cut at the deadline",
@@ -297,9 +319,9 @@ impl Server {
         };
         while let Some(signo) = signals.next() {
             let now = self.core.now.mono;
-            if let Some(drain) = &mut self.drain {
+            if self.drain.is_some() {
                 warn!("signal {signo} again: stopping now");
-                drain.deadline = now;
+                self.timers.set(Timer::Drain, now);
                 continue;
             }
             info!(
@@ -313,37 +335,36 @@ impl Server {
                 let _ = self.poll.registry().deregister(&mut l);
             }
             self.accept_again = [false; 3];
-            self.accept_paused_until = None;
-            self.core.hub.shutdown(
+            self.accept_paused = false;
+            self.timers.cancel_key(Timer::AcceptResume);
+            self.hub.shutdown(
                 "The server is shutting down. Goodbye!".into(),
                 self.core.now,
             );
+            self.timers
+                .set(Timer::Drain, now + self.core.cfg.linger_timeout);
             self.drain = Some(Drain {
-                deadline: now + self.core.cfg.linger_timeout,
                 initial: self.conns.len(),
                 closed_all: false,
+                expired: false,
             });
         }
     }
 
-    /// After the goodbye notice is queued: every connection ends its output
-    /// (WebSockets with a 1001 close frame) and lingers.
+    /// After the goodbye notice is queued: every connection says its last
+    /// words (WebSockets a 1001 close frame) and lingers.
     fn close_all_for_drain(&mut self) {
-        for (_, conn) in self.conns.iter_mut() {
-            if conn.phase != Phase::Open {
-                continue;
-            }
-            if let Wire::Ws(ws) = &mut conn.wire
-                && !ws.session.is_closing()
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let mut outs = std::mem::take(&mut self.core.outs);
+            if let Some(conn) = self.conns.get_mut(key)
+                && conn.phase == Phase::Open
             {
-                let mut reply = std::mem::take(&mut self.core.ws_reply);
-                reply.clear();
-                ws.session
-                    .close(CloseCode::GOING_AWAY, "server shutting down", &mut reply);
-                input::queue(&mut self.core, conn, std::rc::Rc::from(reply.as_slice()));
-                self.core.ws_reply = reply;
+                conn.session.on_drain(&mut outs);
+                outs.push(Out::End(LeaveReason::Drain));
+                dispatch::apply(conn, &mut self.hub, &mut self.core, &mut outs);
             }
-            input::linger(&mut self.core, conn);
+            self.core.outs = outs;
         }
     }
 
@@ -360,6 +381,8 @@ impl Server {
             match token::decode(event.token()) {
                 Token2::Listener(i) => self.accept(i),
                 Token2::Signals => self.on_signal(),
+                // No outbound link is registered yet.
+                Token2::Link(_) => {}
                 Token2::Conn(key) => {
                     if event.is_writable() {
                         self.flush(key);
@@ -386,68 +409,90 @@ impl Server {
                 self.accept(i);
             }
         }
-        if self
-            .accept_paused_until
-            .is_some_and(|t| self.core.now.mono >= t)
-        {
-            self.accept_paused_until = None;
-            for i in 0..self.listeners.len() {
-                self.accept(i);
-            }
-        }
-        if self.core.now.mono >= self.next_sweep {
-            self.next_sweep = self.core.now.mono + timers::SWEEP_INTERVAL;
-            self.sweep();
-        }
-        // Delivery can drop recipients over their output limit; their departure is
-        // news for the others, so repeat until nobody new is dead.
-        loop {
-            self.reap();
-            self.core.hub.end_turn(self.core.now);
-            self.deliver();
-            if self.core.dead.is_empty() {
-                break;
-            }
-        }
+        self.fire_timers();
+        self.settle();
         if let Some(drain) = &mut self.drain
             && !drain.closed_all
         {
             drain.closed_all = true;
             self.close_all_for_drain();
+            self.settle();
         }
         self.flush_dirty();
         Ok(())
     }
 
-    /// Zero while work is pending, else time to the nearest timer.
+    /// Runs every server timer that is due.
+    fn fire_timers(&mut self) {
+        let now = self.core.now.mono;
+        while let Some(timer) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Sweep => {
+                    self.timers.set(Timer::Sweep, now + timers::SWEEP_INTERVAL);
+                    self.sweep();
+                }
+                Timer::AcceptResume => {
+                    self.accept_paused = false;
+                    for i in 0..self.listeners.len() {
+                        self.accept(i);
+                    }
+                }
+                Timer::Drain => {
+                    if let Some(drain) = &mut self.drain {
+                        drain.expired = true;
+                    }
+                }
+                Timer::Link(_) => {}
+            }
+        }
+    }
+
+    /// Until nothing new happens: the hub hears of ended connections, closes
+    /// its turn, and its effects are delivered (which can drop recipients over
+    /// their output limit, news for the others) and answered joins resume
+    /// their sessions.
+    fn settle(&mut self) {
+        loop {
+            self.reap();
+            self.hub.end_turn(self.core.now);
+            self.deliver();
+            self.resume();
+            if self.core.books.dead.is_empty()
+                && self.core.books.ended.is_empty()
+                && !self.hub.has_effects()
+            {
+                break;
+            }
+        }
+    }
+
+    /// Zero while work is pending, else time to the nearest deadline.
     fn poll_timeout(&self, now: Instant) -> Duration {
         if !self.core.ready_again.is_empty()
-            || !self.core.dead.is_empty()
+            || !self.core.books.dead.is_empty()
             || self.accept_again.contains(&true)
         {
             return Duration::ZERO;
         }
-        let mut next = self.next_sweep;
-        if let Some(t) = self.accept_paused_until {
-            next = next.min(t);
-        }
-        if let Some(drain) = &self.drain {
-            next = next.min(drain.deadline);
-        }
-        next.saturating_duration_since(now)
+        self.timers.timeout(now).unwrap_or(timers::SWEEP_INTERVAL)
     }
 
     /// Reads the clock once for this turn.
     fn tick(&mut self) {
-        let mono = Instant::now();
+        let unix_ms = unix_ms();
         self.core.now = Now {
-            stamp: self.core.clock.stamp(),
-            mono,
+            unix_ms,
+            mono: Instant::now(),
         };
+        let date = self.core.clock.http_date(unix_ms / 1000);
+        if date != self.core.http_date {
+            self.core.http_date.clear();
+            self.core.http_date.push_str(date);
+        }
     }
 
     /// Reads until `WouldBlock` or the read budget is used up, feeding each chunk
-    /// to the connection's protocol. No read asks for more than the budget left.
+    /// to the connection's session. No read asks for more than the budget left.
     fn read(&mut self, key: usize) {
         let mut budget = self.core.cfg.read_budget_bytes.max(1);
         loop {
@@ -463,22 +508,20 @@ impl Server {
                 .read(self.scratch.get_mut(..room).unwrap_or_default())
             {
                 Ok(0) => {
-                    input::on_eof(&mut self.core, conn);
+                    self.on_eof(key);
                     return;
                 }
                 Ok(n) => {
                     self.core.stats.bytes_in += n as u64;
-                    conn.last_read = self.core.now.mono;
-                    if let Wire::Ws(ws) = &mut conn.wire {
-                        ws.ping_sent = None;
-                    }
                     let data = self.scratch.get(..n).unwrap_or(&[]);
-                    input::handle(&mut self.core, conn, data);
+                    dispatch::feed(conn, &mut self.hub, &mut self.core, data);
                     budget = budget.saturating_sub(n);
                     if budget == 0 {
                         // Queued once: a key listed twice would be read twice
                         // per turn, then more (each read re-queues it).
-                        if !conn.read_again {
+                        if let Some(conn) = self.conns.get_mut(key)
+                            && !conn.read_again
+                        {
                             conn.read_again = true;
                             self.core.ready_again.push(key);
                         }
@@ -491,10 +534,54 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     debug!("{:?} {}: read error: {e}", conn.id, conn.peer);
-                    input::kill(&mut self.core, conn);
+                    conn.kill(LeaveReason::Closed, &mut self.core.books);
                     return;
                 }
             }
+        }
+    }
+
+    /// The peer closed its side.
+    fn on_eof(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let Phase::Linger { shut_down, .. } = conn.phase {
+            // Before our half-close the last words (a response, a close frame) may
+            // still be queued: `flush` closes once they are out.
+            if shut_down {
+                conn.kill(LeaveReason::Closed, &mut self.core.books);
+            }
+            return;
+        }
+        if !conn.inbuf.is_empty() {
+            debug!(
+                "{:?} {}: EOF with {} unfinished bytes",
+                conn.id,
+                conn.peer,
+                conn.inbuf.len()
+            );
+        }
+        // A half-closed peer still reads: answers to its last input, queued now or
+        // by this turn's delivery, go out before the close.
+        let (now, linger) = (self.core.now.mono, self.core.cfg.linger_timeout);
+        conn.end(LeaveReason::Closed, now, linger, &mut self.core.books);
+    }
+
+    /// Feeds input a session held back (its join was answered meanwhile).
+    fn resume(&mut self) {
+        let keys = std::mem::take(&mut self.core.resume);
+        for &key in &keys {
+            if let Some(conn) = self.conns.get_mut(key)
+                && conn.phase == Phase::Open
+            {
+                dispatch::feed(conn, &mut self.hub, &mut self.core, &[]);
+            }
+        }
+        if self.core.resume.is_empty() {
+            let mut keys = keys;
+            keys.clear();
+            self.core.resume = keys;
         }
     }
 
@@ -524,7 +611,7 @@ impl Server {
                         interest,
                     ) {
                         debug!("{:?}: reregister failed: {e}", conn.id);
-                        input::kill(&mut self.core, conn);
+                        conn.kill(LeaveReason::Closed, &mut self.core.books);
                         return;
                     }
                     conn.write_interest = want_write;
@@ -546,7 +633,7 @@ impl Server {
             }
             Err(e) => {
                 debug!("{:?} {}: write error: {e}", conn.id, conn.peer);
-                input::kill(&mut self.core, conn);
+                conn.kill(LeaveReason::Closed, &mut self.core.books);
             }
         }
         if half_closed {
@@ -557,20 +644,24 @@ impl Server {
     }
 
     fn flush_dirty(&mut self) {
-        let dirty = std::mem::take(&mut self.core.dirty);
+        let dirty = std::mem::take(&mut self.core.books.dirty);
         for &key in &dirty {
             self.flush(key);
         }
-        if self.core.dirty.is_empty() {
+        if self.core.books.dirty.is_empty() {
             let mut dirty = dirty;
             dirty.clear();
-            self.core.dirty = dirty;
+            self.core.books.dirty = dirty;
         }
     }
 
-    /// Removes connections marked dead; the hub hears of any user still joined.
+    /// The one place the hub hears that a connection ended (with why); then
+    /// connections marked dead are removed.
     fn reap(&mut self) {
-        while let Some(key) = self.core.dead.pop() {
+        for (id, why) in self.core.books.ended.drain(..) {
+            self.hub.handle_left(id, why, self.core.now);
+        }
+        while let Some(key) = self.core.books.dead.pop() {
             let dead = self.conns.get(key).is_some_and(|c| c.phase == Phase::Dead);
             if !dead {
                 continue;
@@ -580,17 +671,21 @@ impl Server {
             if conn.ip_counted {
                 self.release_ip(conn.peer.ip());
             }
-            if let Some(name) = self.core.hub.name_of(conn.id) {
-                info!("{:?} {}: {name} disconnected", conn.id, conn.peer);
-            }
-            self.core.hub.handle_disconnect(conn.id, self.core.now);
             debug!("{:?} {}: closed ({})", conn.id, conn.peer, conn.protocol());
             // Descriptors were freed: accepting may work again.
-            if self.accept_paused_until.is_some() {
-                self.accept_paused_until = Some(self.core.now.mono);
+            if self.accept_paused {
+                self.timers.set(Timer::AcceptResume, self.core.now.mono);
             }
         }
     }
+}
+
+/// Milliseconds since the Unix epoch, UTC.
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// Pending connections the kernel may queue before `accept` (capped by
@@ -701,5 +796,90 @@ mod tests {
             "{most} bytes read from one connection in one turn (budget {BUDGET}, {turns} turns)"
         );
         drop(client);
+    }
+    #[test]
+    fn the_first_line_deadline_lasts_until_a_join_succeeds() {
+        use crate::session::Session;
+        let (mut server, addrs) = test_server(|_| {});
+        let deadline_of = |s: &Server| {
+            s.conns.iter().next().map(|(_, c)| match &c.session {
+                Session::Chat(chat) => chat.has_deadline(),
+                _ => false,
+            })
+        };
+        let mode_is = |s: &Server, p: &str| s.conns.iter().any(|(_, c)| c.protocol() == p);
+
+        // A JSON request before joining picks JSON mode but is no join.
+        let mut json = StdStream::connect(addrs.tcp).expect("connect");
+        json.write_all(b"{\"type\":\"who\"}\n").expect("write");
+        spin(&mut server, "JSON mode", |s| mode_is(s, "tcp_json"));
+        assert_eq!(
+            deadline_of(&server),
+            Some(true),
+            "deadline dropped before joining"
+        );
+        // Refused names keep it too.
+        json.write_all(b"{\"type\":\"join\",\"sender\":\"two words\"}\n")
+            .expect("write");
+        let before = server.core.stats.bytes_out;
+        spin(&mut server, "name_invalid answered", |s| {
+            s.core.stats.bytes_out > before
+        });
+        assert_eq!(deadline_of(&server), Some(true));
+        json.write_all(b"{\"type\":\"join\",\"sender\":\"fine\"}\n")
+            .expect("write");
+        spin(&mut server, "joined", |s| s.hub.user_count() == 1);
+        assert_eq!(
+            deadline_of(&server),
+            Some(false),
+            "a joined user has no deadline"
+        );
+        drop(json);
+        spin(&mut server, "closed", |s| s.conns.is_empty());
+
+        // Text mode: an invalid name is a first line, not a join.
+        let mut text = StdStream::connect(addrs.tcp).expect("connect");
+        text.write_all(b"two words\n").expect("write");
+        spin(&mut server, "text mode", |s| mode_is(s, "tcp_text"));
+        assert_eq!(deadline_of(&server), Some(true));
+        text.write_all(b"textfine\n").expect("write");
+        spin(&mut server, "joined", |s| s.hub.user_count() == 1);
+        assert_eq!(deadline_of(&server), Some(false));
+    }
+
+    #[test]
+    fn text_lines_behind_a_name_wait_for_the_join_and_then_count() {
+        use std::io::{BufRead, BufReader};
+        let (mut server, addrs) = test_server(|_| {});
+        let mut c = StdStream::connect(addrs.tcp).expect("connect");
+        // Name, a refused retry and chat in one write: each line is read as
+        // what it is once the one before it has been answered.
+        let watcher = StdStream::connect(addrs.tcp).expect("connect");
+        let mut w = watcher.try_clone().expect("clone");
+        w.write_all(b"{\"type\":\"join\",\"sender\":\"taken\"}\n")
+            .expect("write");
+        spin(&mut server, "watcher joined", |s| s.hub.user_count() == 1);
+        c.write_all(b"taken\nfresh\nhello all\n").expect("write");
+        spin(&mut server, "fresh joined", |s| s.hub.user_count() == 2);
+        spin(&mut server, "chat relayed", |s| s.hub.relayed() == 1);
+        drop(c);
+        let mut r = BufReader::new(watcher);
+        r.get_ref()
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut line = String::new();
+        let mut saw = false;
+        for _ in 0..20 {
+            line.clear();
+            spin(&mut server, "a turn", |_| true);
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            if line.contains("\"sender\":\"fresh\",\"message\":\"hello all\"") {
+                saw = true;
+                break;
+            }
+        }
+        assert!(saw, "the chat line after the name was not relayed as chat");
     }
 }

@@ -30,6 +30,10 @@ pub struct Spawn<'a> {
     pub args: &'a [&'a str],
     /// Soft and hard `RLIMIT_NOFILE` for the child.
     pub nofile: Option<u64>,
+    /// Extra environment variables for the child.
+    pub env: &'a [(&'a str, &'a str)],
+    /// Pipe the child's stderr (else it is discarded); see [`ServerProcess::take_stderr`].
+    pub stderr: bool,
 }
 
 impl ServerProcess {
@@ -48,9 +52,14 @@ impl ServerProcess {
             "warn",
         ])
         .args(spawn.args)
+        .envs(spawn.env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(if spawn.stderr {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         if let Some(n) = spawn.nofile {
             // SAFETY: between fork and exec only setrlimit runs, which is
             // async-signal-safe; no allocation or locking happens in the closure.
@@ -102,6 +111,11 @@ impl ServerProcess {
             ws: addrs[1],
             http: addrs[2],
         }
+    }
+
+    /// The child's stderr, once, when started with [`Spawn::stderr`].
+    pub fn take_stderr(&mut self) -> Option<std::process::ChildStderr> {
+        self.child.stderr.take()
     }
 
     /// Sends `sig` to the server process.

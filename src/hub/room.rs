@@ -1,0 +1,409 @@
+//! A room: its members, who hears what, and its presence bookkeeping.
+//!
+//! # Presence
+//! Joins and leaves mark names as "touched"; [`Room::end_turn`] (once per loop
+//! turn) turns everything touched in that turn into ONE full list for members
+//! in [`PresenceMode::FullLists`] and ONE delta for members in
+//! [`PresenceMode::Deltas`], so a join storm costs one list per member per turn
+//! instead of one per join. Above [`SummaryPolicy::above_users`] members,
+//! per-user join/leave notices and pushed lists give way to a periodic
+//! [`Event::Summary`] (every [`SummaryPolicy::interval`]); lists are then sent
+//! only on request.
+//!
+//! Knows users only by [`UserId`] and reads their names from the
+//! [`Directory`]; knows nothing of wires.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::directory::Directory;
+use super::msg::{ConnId, Event, PresenceMode, RoomId, UserId};
+
+/// One member: the user, the connection that receives for it, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    pub user: UserId,
+    pub conn: ConnId,
+    pub mode: PresenceMode,
+    /// Sequence number of the member's welcome: broadcasts produced before it
+    /// (still undelivered when the member joined) are not theirs.
+    pub since: u64,
+}
+
+/// Which members of a room a message is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Every member.
+    All,
+    /// Members in one presence mode.
+    Mode(PresenceMode),
+}
+
+/// When a room switches to summary mode.
+#[derive(Debug, Clone, Copy)]
+pub struct SummaryPolicy {
+    pub above_users: usize,
+    pub interval: Duration,
+}
+
+/// A room and its presence state. See the module docs.
+#[derive(Debug)]
+pub struct Room {
+    pub id: RoomId,
+    pub name: String,
+    members: Vec<Member>,
+    /// Position of each member in `members`.
+    pos: HashMap<UserId, usize>,
+    /// (display name, folded name) of every join/leave since the last `end_turn`.
+    touched: Vec<(String, String)>,
+    summary_mode: bool,
+    window_joined: u64,
+    window_left: u64,
+    last_summary: Option<Instant>,
+}
+
+impl Room {
+    pub fn new(id: RoomId, name: &str) -> Room {
+        Room {
+            id,
+            name: name.to_owned(),
+            members: Vec::new(),
+            pos: HashMap::new(),
+            touched: Vec::new(),
+            summary_mode: false,
+            window_joined: 0,
+            window_left: 0,
+            last_summary: None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    pub fn contains(&self, user: UserId) -> bool {
+        self.pos.contains_key(&user)
+    }
+
+    /// True when the room is (or, with `extra` more members, would be) above
+    /// the summary threshold.
+    pub fn summarised(&self, policy: &SummaryPolicy, extra: usize) -> bool {
+        self.members.len() + extra > policy.above_users
+    }
+
+    /// Adds a member (a no-op for a member already in); the join counts for
+    /// this turn's presence update.
+    pub fn add(&mut self, m: Member, name: &str, folded: &str, policy: &SummaryPolicy) {
+        if self.pos.contains_key(&m.user) {
+            return;
+        }
+        self.pos.insert(m.user, self.members.len());
+        self.members.push(m);
+        if self.summarised(policy, 0) {
+            self.window_joined += 1;
+        }
+        // Touched even in summary mode: the room may leave it before the turn ends.
+        self.touched.push((name.to_owned(), folded.to_owned()));
+    }
+
+    /// Removes a member; `None` when not in. `silent` leaves no trace in presence
+    /// (the server is stopping).
+    pub fn remove(
+        &mut self,
+        user: UserId,
+        name: &str,
+        folded: &str,
+        policy: &SummaryPolicy,
+        silent: bool,
+    ) -> Option<Member> {
+        let idx = self.pos.remove(&user)?;
+        if idx >= self.members.len() {
+            return None;
+        }
+        let m = self.members.swap_remove(idx);
+        if let Some(moved) = self.members.get(idx) {
+            self.pos.insert(moved.user, idx);
+        }
+        if !silent {
+            if self.summarised(policy, 1) {
+                self.window_left += 1;
+            }
+            self.touched.push((name.to_owned(), folded.to_owned()));
+        }
+        Some(m)
+    }
+
+    /// Appends the connections of the members in `aud` who had joined when
+    /// message `seq` was produced.
+    pub fn resolve(&self, aud: Audience, seq: u64, out: &mut Vec<ConnId>) {
+        out.extend(
+            self.members
+                .iter()
+                .filter(|m| {
+                    m.since <= seq
+                        && match aud {
+                            Audience::All => true,
+                            Audience::Mode(mode) => m.mode == mode,
+                        }
+                })
+                .map(|m| m.conn),
+        );
+    }
+
+    /// Every member's name, sorted case-insensitively.
+    pub fn sorted_names(&self, dir: &Directory) -> Vec<String> {
+        let mut v: Vec<(&str, &str)> = self
+            .members
+            .iter()
+            .filter_map(|m| dir.get(m.user))
+            .map(|u| (u.folded.as_str(), u.name.as_str()))
+            .collect();
+        v.sort_unstable();
+        v.into_iter().map(|(_, n)| n.to_owned()).collect()
+    }
+
+    /// Forgets this turn's presence changes (the server is stopping).
+    pub fn forget_touched(&mut self) {
+        self.touched.clear();
+    }
+
+    /// Once per loop turn: the debounced presence updates and, in summary mode,
+    /// the summary when due, as (audience, event) pairs in sending order.
+    pub fn end_turn(
+        &mut self,
+        dir: &Directory,
+        policy: &SummaryPolicy,
+        now: Instant,
+    ) -> Vec<(Audience, Event)> {
+        let mut out = Vec::new();
+        let summarised = self.summarised(policy, 0);
+        if self.summary_mode && !summarised {
+            // Leaving summary mode: flush the window and resynchronise everyone's list.
+            self.emit_summary(now, &mut out);
+            self.touched.clear();
+            let users = self.sorted_names(dir);
+            out.push((Audience::All, Event::UserList { users }));
+        } else if summarised {
+            self.touched.clear();
+            if !self.summary_mode {
+                // Entering summary mode: the first summary comes one interval from now.
+                self.last_summary = Some(now);
+            }
+            let due = self
+                .last_summary
+                .is_none_or(|t| now.saturating_duration_since(t) >= policy.interval);
+            if due && self.window_joined + self.window_left > 0 {
+                self.emit_summary(now, &mut out);
+            }
+        } else if !self.touched.is_empty() {
+            self.emit_presence(dir, &mut out);
+        }
+        self.summary_mode = summarised;
+        out
+    }
+
+    fn emit_summary(&mut self, now: Instant, out: &mut Vec<(Audience, Event)>) {
+        let (joined, left) = (self.window_joined, self.window_left);
+        self.window_joined = 0;
+        self.window_left = 0;
+        self.last_summary = Some(now);
+        if joined + left == 0 {
+            return;
+        }
+        let count = self.members.len();
+        out.push((
+            Audience::All,
+            Event::Summary {
+                joined,
+                left,
+                count,
+            },
+        ));
+        out.push((
+            Audience::Mode(PresenceMode::Deltas),
+            Event::Presence {
+                joined: Vec::new(),
+                left: Vec::new(),
+                count,
+            },
+        ));
+    }
+
+    fn emit_presence(&mut self, dir: &Directory, out: &mut Vec<(Audience, Event)>) {
+        let touched = std::mem::take(&mut self.touched);
+        let any_full = self
+            .members
+            .iter()
+            .any(|m| m.mode == PresenceMode::FullLists);
+        let any_delta = self.members.iter().any(|m| m.mode == PresenceMode::Deltas);
+        if any_full {
+            let users = self.sorted_names(dir);
+            out.push((
+                Audience::Mode(PresenceMode::FullLists),
+                Event::UserList { users },
+            ));
+        }
+        if any_delta {
+            // Net effect of the turn: a name that left and came back is "joined";
+            // one that came and went is "left" (removing an unknown name is harmless).
+            let mut joined: Vec<String> = Vec::new();
+            let mut left: Vec<String> = Vec::new();
+            for (display, folded) in &touched {
+                let here = dir
+                    .has_folded(folded)
+                    .filter(|&id| self.contains(id))
+                    .map(|id| dir.name(id));
+                match here {
+                    Some(cur) if cur == display => {
+                        if !joined.contains(display) {
+                            joined.push(display.clone());
+                        }
+                    }
+                    _ => {
+                        if !left.contains(display) {
+                            left.push(display.clone());
+                        }
+                    }
+                }
+            }
+            let count = self.members.len();
+            out.push((
+                Audience::Mode(PresenceMode::Deltas),
+                Event::Presence {
+                    joined,
+                    left,
+                    count,
+                },
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: SummaryPolicy = SummaryPolicy {
+        above_users: 3,
+        interval: Duration::from_secs(5),
+    };
+
+    fn member(dir: &mut Directory, key: u32, name: &str, mode: PresenceMode, since: u64) -> Member {
+        let conn = ConnId { key, serial: 1 };
+        let user = dir
+            .claim(conn, name, mode, 0.0, Instant::now())
+            .expect("claim");
+        Member {
+            user,
+            conn,
+            mode,
+            since,
+        }
+    }
+
+    fn add(room: &mut Room, dir: &Directory, m: Member) {
+        let (name, folded) = dir
+            .get(m.user)
+            .map(|u| (u.name.clone(), u.folded.clone()))
+            .expect("user");
+        room.add(m, &name, &folded, &POLICY);
+    }
+
+    #[test]
+    fn resolves_members_by_mode_and_join_order() {
+        let mut dir = Directory::new();
+        let mut room = Room::new(RoomId(0), "#lobby");
+        let a = member(&mut dir, 1, "a", PresenceMode::FullLists, 0);
+        let b = member(&mut dir, 2, "b", PresenceMode::Deltas, 5);
+        add(&mut room, &dir, a);
+        add(&mut room, &dir, b);
+        let mut out = Vec::new();
+        room.resolve(Audience::All, 4, &mut out);
+        assert_eq!(out, vec![a.conn], "b joined after message 4");
+        out.clear();
+        room.resolve(Audience::All, 5, &mut out);
+        assert_eq!(out, vec![a.conn, b.conn]);
+        out.clear();
+        room.resolve(Audience::Mode(PresenceMode::Deltas), 9, &mut out);
+        assert_eq!(out, vec![b.conn]);
+    }
+
+    #[test]
+    fn removal_keeps_positions_consistent() {
+        let mut dir = Directory::new();
+        let mut room = Room::new(RoomId(0), "#lobby");
+        let ms: Vec<Member> = (0..4)
+            .map(|k| member(&mut dir, k, &format!("u{k}"), PresenceMode::Deltas, 0))
+            .collect();
+        for m in &ms {
+            add(&mut room, &dir, *m);
+        }
+        assert!(
+            room.remove(ms[0].user, "u0", "u0", &POLICY, false)
+                .is_some()
+        );
+        assert!(
+            room.remove(ms[0].user, "u0", "u0", &POLICY, false)
+                .is_none()
+        );
+        assert!(
+            room.remove(ms[3].user, "u3", "u3", &POLICY, false)
+                .is_some()
+        );
+        assert_eq!(room.len(), 2);
+        assert!(room.contains(ms[1].user) && room.contains(ms[2].user));
+    }
+
+    #[test]
+    fn a_turn_of_changes_is_one_list_and_one_delta() {
+        let mut dir = Directory::new();
+        let mut room = Room::new(RoomId(0), "#lobby");
+        let a = member(&mut dir, 1, "x", PresenceMode::FullLists, 0);
+        add(&mut room, &dir, a);
+        let b = member(&mut dir, 2, "B", PresenceMode::Deltas, 0);
+        add(&mut room, &dir, b);
+        let out = room.end_turn(&dir, &POLICY, Instant::now());
+        assert_eq!(out.len(), 2);
+        assert!(
+            matches!(&out[0], (Audience::Mode(PresenceMode::FullLists), Event::UserList { users }) if users == &["B".to_owned(), "x".to_owned()])
+        );
+        assert!(
+            matches!(&out[1], (Audience::Mode(PresenceMode::Deltas), Event::Presence { joined, left, count: 2 }) if joined.len() == 2 && left.is_empty())
+        );
+        assert!(room.end_turn(&dir, &POLICY, Instant::now()).is_empty());
+    }
+
+    #[test]
+    fn above_the_threshold_changes_are_summarised_per_interval() {
+        let mut dir = Directory::new();
+        let mut room = Room::new(RoomId(0), "#lobby");
+        let t0 = Instant::now();
+        for k in 0..4 {
+            let m = member(&mut dir, k, &format!("u{k}"), PresenceMode::Deltas, 0);
+            add(&mut room, &dir, m);
+        }
+        // Entering summary mode: nothing until one interval has passed.
+        assert!(room.end_turn(&dir, &POLICY, t0).is_empty());
+        let later = t0 + POLICY.interval;
+        let out = room.end_turn(&dir, &POLICY, later);
+        assert!(matches!(
+            &out[0],
+            (
+                Audience::All,
+                Event::Summary {
+                    joined: 1,
+                    left: 0,
+                    count: 4
+                }
+            )
+        ));
+    }
+}

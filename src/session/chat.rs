@@ -1,0 +1,394 @@
+//! The chat port's session: newline-delimited JSON objects (the original
+//! clients) or plain text (`nc`, `telnet`), picked by the first line.
+//!
+//! # How it works
+//! - `Detect`: blank lines are ignored; a first line starting with `{` picks
+//!   JSON mode, anything else picks text mode and is the name.
+//! - JSON mode: every line is one request.
+//! - Text mode: until joined, each line is a name (or `/help`, `/quit`); while
+//!   a name waits for the hub's answer, further input is held back (it would
+//!   mean something else once joined); after that, lines are chat text or
+//!   `/commands`, and `/help` is answered here, in text mode's own words.
+//! - The first-line deadline lasts until a join succeeds: a connection that
+//!   never joins (however many lines it sends) is dropped at the deadline.
+
+use std::time::Instant;
+
+use log::{debug, warn};
+
+use super::{Ctx, Format, Out};
+use crate::config::Config;
+use crate::hub::{ErrorCode, Event, LeaveReason, Request};
+use crate::proto::chat::{self, ClientMsg, DecodeError};
+use crate::proto::line::{LineDecoder, LineError};
+
+/// The text-mode `/help` answer.
+pub const HELP: &str = "Commands: just type to talk to everyone; @NAME text or /msg NAME text for a private message; /who lists who is online; /quit leaves; //text sends a line starting with '/'.";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Detect,
+    Json,
+    Text,
+}
+
+/// A chat-port connection's protocol state. See the module docs.
+#[derive(Debug)]
+pub struct ChatSession {
+    mode: Mode,
+    lines: LineDecoder,
+    /// The first-line deadline, until a join succeeds.
+    deadline: Option<Instant>,
+    joined: bool,
+    /// Text mode sent a name and waits for the hub's answer.
+    join_pending: bool,
+    /// An `End` or `Kill` was issued.
+    ended: bool,
+}
+
+impl ChatSession {
+    pub fn new(cfg: &Config, now: Instant) -> ChatSession {
+        ChatSession {
+            mode: Mode::Detect,
+            lines: LineDecoder::new(cfg.max_line_bytes),
+            deadline: Some(now + cfg.first_line_timeout),
+            joined: false,
+            join_pending: false,
+            ended: false,
+        }
+    }
+
+    /// Decodes every complete line of `input` (unless paused); returns the bytes used.
+    pub fn handle_bytes(&mut self, input: &[u8], _ctx: &Ctx<'_>, out: &mut Vec<Out>) -> usize {
+        let mut used = 0;
+        while !self.ended && !self.join_pending {
+            let rest = input.get(used..).unwrap_or_default();
+            match self.lines.decode(rest) {
+                Ok(Some((n, line))) => {
+                    used += n;
+                    self.line(line, out);
+                }
+                Ok(None) => break,
+                Err(LineError::TooLong { max }) => {
+                    warn!("line over {max} bytes, disconnecting");
+                    if self.mode == Mode::Detect {
+                        // No line yet, so no format: pick it as a finished first line
+                        // would, or the error could not be delivered.
+                        self.mode = if chat::looks_like_json(rest) {
+                            Mode::Json
+                        } else {
+                            Mode::Text
+                        };
+                    }
+                    let text =
+                        format!("Line too long: at most {max} bytes per message. Disconnecting.");
+                    out.push(Out::Hub(Request::Reply(Event::Error {
+                        code: ErrorCode::LineTooLong,
+                        text,
+                    })));
+                    self.end(out, LeaveReason::ProtocolError);
+                    return input.len();
+                }
+            }
+        }
+        if self.ended { input.len() } else { used }
+    }
+
+    fn line(&mut self, line: &[u8], out: &mut Vec<Out>) {
+        let blank = line.iter().all(u8::is_ascii_whitespace);
+        let decoded = match self.mode {
+            // Blank lines before the first real one (telnet) are ignored.
+            Mode::Detect if blank => return,
+            Mode::Detect if chat::looks_like_json(line) => {
+                self.mode = Mode::Json;
+                chat::decode_json(line)
+            }
+            Mode::Detect => {
+                self.mode = Mode::Text;
+                debug!("plain-text client");
+                chat::decode_text_name(line)
+            }
+            Mode::Json => chat::decode_json(line),
+            Mode::Text if !self.joined => chat::decode_text_name(line),
+            Mode::Text if blank => return,
+            Mode::Text => chat::decode_text(line),
+        };
+        match decoded {
+            Ok(msg) => self.request(msg, out),
+            Err(e) => self.refuse(&e, out),
+        }
+    }
+
+    fn refuse(&mut self, e: &DecodeError, out: &mut Vec<Out>) {
+        debug!("bad input: {e}");
+        out.push(Out::Hub(Request::Reply(e.to_event())));
+    }
+
+    fn request(&mut self, msg: ClientMsg, out: &mut Vec<Out>) {
+        let req = match msg {
+            ClientMsg::Join { name, features } => {
+                if self.mode == Mode::Text {
+                    self.join_pending = true;
+                }
+                Request::Join { name, features }
+            }
+            ClientMsg::Message { text } => Request::Say { text },
+            ClientMsg::Private { to, text } => Request::Private { to, text },
+            ClientMsg::Who => Request::Who,
+            ClientMsg::Help => Request::Reply(Event::Info {
+                text: HELP.to_owned(),
+                user: None,
+            }),
+            ClientMsg::Exit => {
+                self.end(out, LeaveReason::Exit);
+                return;
+            }
+        };
+        out.push(Out::Hub(req));
+    }
+
+    fn end(&mut self, out: &mut Vec<Out>, why: LeaveReason) {
+        self.ended = true;
+        out.push(Out::End(why));
+    }
+
+    /// The first-line deadline.
+    pub fn on_tick(&mut self, ctx: &Ctx<'_>, out: &mut Vec<Out>) {
+        if !self.ended && self.deadline.is_some_and(|d| ctx.now >= d) {
+            warn!("no join within the first-line timeout, disconnecting");
+            self.ended = true;
+            out.push(Out::Kill(LeaveReason::Timeout));
+        }
+    }
+
+    /// See [`super::Session::on_join_outcome`].
+    pub fn on_join_outcome(&mut self, joined: bool) -> bool {
+        if joined {
+            self.joined = true;
+            self.deadline = None;
+        }
+        std::mem::take(&mut self.join_pending)
+    }
+
+    pub fn format(&self) -> Option<Format> {
+        match self.mode {
+            Mode::Detect => None,
+            Mode::Json => Some(Format::JsonLine),
+            Mode::Text => Some(Format::Text),
+        }
+    }
+
+    pub fn protocol(&self) -> &'static str {
+        match self.mode {
+            Mode::Detect => "tcp_pending",
+            Mode::Json => "tcp_json",
+            Mode::Text => "tcp_text",
+        }
+    }
+
+    /// True while the first-line deadline runs (for tests and `/stats`).
+    pub fn has_deadline(&self) -> bool {
+        self.deadline.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::testing::{Fixture, requests, sent};
+    use super::*;
+    use crate::hub::Features;
+
+    fn session(f: &Fixture, now: Instant) -> ChatSession {
+        ChatSession::new(&f.cfg, now)
+    }
+
+    fn feed(s: &mut ChatSession, f: &Fixture, now: Instant, bytes: &[u8]) -> (usize, Vec<Out>) {
+        let mut out = Vec::new();
+        let n = s.handle_bytes(bytes, &f.ctx(now), &mut out);
+        (n, out)
+    }
+
+    #[test]
+    fn a_json_first_line_picks_json_mode_and_joins() {
+        let f = Fixture::new();
+        let now = Instant::now();
+        let mut s = session(&f, now);
+        let input = b"\r\n{\"type\":\"join\",\"sender\":\"al\"}\n{\"type\":\"message\",\"message\":\"hi\"}\n";
+        let (n, out) = feed(&mut s, &f, now, input);
+        assert_eq!(n, input.len());
+        assert_eq!(s.format(), Some(Format::JsonLine));
+        assert_eq!(
+            requests(&out),
+            vec![
+                &Request::Join {
+                    name: "al".into(),
+                    features: Features::default()
+                },
+                &Request::Say { text: "hi".into() }
+            ]
+        );
+    }
+
+    #[test]
+    fn text_mode_holds_input_while_its_name_is_pending() {
+        let f = Fixture::new();
+        let now = Instant::now();
+        let mut s = session(&f, now);
+        let input = b"bob\nhello\n";
+        let (n, out) = feed(&mut s, &f, now, input);
+        assert_eq!(n, 4, "only the name line is used");
+        assert_eq!(s.format(), Some(Format::Text));
+        assert_eq!(
+            requests(&out),
+            vec![&Request::Join {
+                name: "bob".into(),
+                features: Features { presence: true }
+            }]
+        );
+        // Nothing moves until the hub answers.
+        assert_eq!(feed(&mut s, &f, now, b"hello\n").0, 0);
+        assert!(s.on_join_outcome(true), "held input is fed again");
+        let (n, out) = feed(&mut s, &f, now, b"hello\n");
+        assert_eq!(n, 6);
+        assert_eq!(
+            requests(&out),
+            vec![&Request::Say {
+                text: "hello".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_refused_text_name_makes_the_next_line_a_name_again() {
+        let f = Fixture::new();
+        let now = Instant::now();
+        let mut s = session(&f, now);
+        feed(&mut s, &f, now, b"two words\n");
+        assert!(s.on_join_outcome(false));
+        let (_, out) = feed(&mut s, &f, now, b"fine\n");
+        assert!(matches!(requests(&out)[..], [Request::Join { name, .. }] if name == "fine"));
+    }
+
+    #[test]
+    fn help_is_answered_in_text_modes_own_words() {
+        let f = Fixture::new();
+        let now = Instant::now();
+        let mut s = session(&f, now);
+        feed(&mut s, &f, now, b"tina\n");
+        s.on_join_outcome(true);
+        let (_, out) = feed(&mut s, &f, now, b"/help\n");
+        match &requests(&out)[..] {
+            [Request::Reply(Event::Info { text, user: None })] => {
+                assert!(text.starts_with("Commands:") && text.contains("/quit"));
+                assert!(!text.contains('{'), "no JSON syntax for a text user");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn private_syntax_becomes_a_typed_request() {
+        let f = Fixture::new();
+        let now = Instant::now();
+        let mut s = session(&f, now);
+        feed(&mut s, &f, now, b"tina\n");
+        s.on_join_outcome(true);
+        let (_, out) = feed(&mut s, &f, now, b"/msg jack  psst\n@jack again\n");
+        assert_eq!(
+            requests(&out),
+            vec![
+                &Request::Private {
+                    to: "jack".into(),
+                    text: "psst".into()
+                },
+                &Request::Private {
+                    to: "jack".into(),
+                    text: "again".into()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn the_first_line_deadline_lasts_until_a_join_succeeds() {
+        let f = Fixture::new();
+        let t0 = Instant::now();
+        let mut s = session(&f, t0);
+        feed(&mut s, &f, t0, b"{\"type\":\"who\"}\n");
+        s.on_join_outcome(false);
+        assert!(s.has_deadline(), "no join yet");
+        let mut out = Vec::new();
+        s.on_tick(
+            &f.ctx(t0 + f.cfg.first_line_timeout - Duration::from_millis(1)),
+            &mut out,
+        );
+        assert!(out.is_empty());
+        s.on_tick(&f.ctx(t0 + f.cfg.first_line_timeout), &mut out);
+        assert_eq!(out, vec![Out::Kill(LeaveReason::Timeout)]);
+
+        let mut s = session(&f, t0);
+        feed(&mut s, &f, t0, b"{\"type\":\"join\",\"sender\":\"x\"}\n");
+        s.on_join_outcome(true);
+        assert!(!s.has_deadline());
+        let mut out = Vec::new();
+        s.on_tick(&f.ctx(t0 + f.cfg.first_line_timeout * 2), &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn exit_ends_and_stops_reading() {
+        let f = Fixture::new();
+        let now = Instant::now();
+        let mut s = session(&f, now);
+        let input = b"{\"type\":\"exit\"}\n{\"type\":\"who\"}\n";
+        let (n, out) = feed(&mut s, &f, now, input);
+        assert_eq!(n, input.len());
+        assert_eq!(out, vec![Out::End(LeaveReason::Exit)]);
+    }
+
+    #[test]
+    fn a_line_over_the_limit_is_answered_then_ended() {
+        let mut f = Fixture::new();
+        f.cfg.max_line_bytes = 16;
+        let now = Instant::now();
+        let mut s = session(&f, now);
+        let (_, out) = feed(&mut s, &f, now, &[b'x'; 40]);
+        assert!(matches!(
+            &out[..],
+            [
+                Out::Hub(Request::Reply(Event::Error {
+                    code: ErrorCode::LineTooLong,
+                    ..
+                })),
+                Out::End(LeaveReason::ProtocolError)
+            ]
+        ));
+        assert_eq!(s.format(), Some(Format::Text));
+        assert!(sent(&out).is_empty());
+    }
+
+    #[test]
+    fn decode_errors_are_replies_in_order() {
+        let f = Fixture::new();
+        let now = Instant::now();
+        let mut s = session(&f, now);
+        let (_, out) = feed(
+            &mut s,
+            &f,
+            now,
+            b"{\"type\":\"nope\"}\n{\"type\":\"who\"}\n",
+        );
+        assert!(matches!(
+            &requests(&out)[..],
+            [
+                Request::Reply(Event::Error {
+                    code: ErrorCode::BadFormat,
+                    ..
+                }),
+                Request::Who
+            ]
+        ));
+    }
+}

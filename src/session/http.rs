@@ -1,0 +1,317 @@
+//! The HTTP port's session: routes parsed requests to the static files,
+//! `/healthz`, `/stats` or the WebSocket upgrade at `/ws`, and answers with the
+//! head and the shared body as two chunks. Keep-alive and pipelining are
+//! supported; parsing and response building live in `proto::http`.
+//!
+//! Deadlines: a started request must complete within the handshake timeout
+//! (slowloris; answered with 408), an idle keep-alive connection is closed
+//! after the idle timeout.
+
+use std::fmt::Write as _;
+use std::rc::Rc;
+use std::time::Instant;
+
+use log::debug;
+
+use super::{Ctx, Out, StatsView, Step};
+use crate::config::Config;
+use crate::hub::LeaveReason;
+use crate::proto::http::{self, Request, RequestLimits, Response};
+use crate::proto::json;
+use crate::proto::ws::handshake;
+
+/// An HTTP connection's state.
+#[derive(Debug)]
+pub struct HttpSession {
+    deadline: Instant,
+    /// Part of a request is waiting for the rest.
+    partial: bool,
+    ended: bool,
+}
+
+impl HttpSession {
+    pub fn new(cfg: &Config, now: Instant) -> HttpSession {
+        HttpSession {
+            deadline: now + cfg.handshake_timeout,
+            partial: false,
+            ended: false,
+        }
+    }
+
+    /// Handles every complete request at the start of `input`.
+    pub(crate) fn handle_bytes(&mut self, input: &[u8], ctx: &Ctx<'_>, out: &mut Vec<Out>) -> Step {
+        let limits = RequestLimits {
+            max_header_bytes: ctx.cfg.max_header_bytes,
+            max_uri_bytes: ctx.cfg.max_uri_bytes,
+            ..RequestLimits::default()
+        };
+        let mut used = 0;
+        while !self.ended && used < input.len() {
+            let rest = input.get(used..).unwrap_or_default();
+            match http::parse(rest, &limits) {
+                Ok(None) => break,
+                Ok(Some((n, req))) => {
+                    let raw = rest.get(..n).unwrap_or_default();
+                    if let Some(upgrade) = self.respond(&req, raw, ctx, out) {
+                        return Step::Upgrade(used + n, upgrade);
+                    }
+                    used += n;
+                }
+                Err(e) => {
+                    debug!("bad HTTP request: {e}");
+                    send(out, &http::error(e.status()), false, true, ctx.http_date);
+                    self.end(out);
+                }
+            }
+        }
+        if self.ended {
+            return Step::Used(input.len());
+        }
+        self.partial = used < input.len();
+        self.update_deadline(ctx);
+        Step::Used(used)
+    }
+
+    fn respond(
+        &mut self,
+        req: &Request,
+        raw: &[u8],
+        ctx: &Ctx<'_>,
+        out: &mut Vec<Out>,
+    ) -> Option<handshake::HandshakeRequest> {
+        let path = req.path();
+        if path == "/ws" && req.websocket_upgrade {
+            match handshake::parse_request(raw, ctx.handshake) {
+                Ok(Some((_, ws_req))) => return Some(ws_req),
+                Ok(None) => send(out, &http::error(400), false, true, ctx.http_date),
+                Err(e) => {
+                    debug!("WebSocket handshake refused: {e}");
+                    out.push(Out::Send(Rc::from(e.response())));
+                }
+            }
+            self.end(out);
+            return None;
+        }
+        let resp = if !req.is_get_or_head() {
+            http::error(405)
+        } else if path == "/healthz" {
+            plain(200, "text/plain; charset=utf-8", b"ok\n".to_vec())
+        } else if path == "/stats" {
+            plain(200, "application/json", stats_json(ctx.stats))
+        } else {
+            ctx.files.respond(req)
+        };
+        let body = http::sends_body(&req.method, resp.status);
+        send(out, &resp, req.keep_alive, body, ctx.http_date);
+        if !req.keep_alive {
+            self.end(out);
+        }
+        None
+    }
+
+    fn end(&mut self, out: &mut Vec<Out>) {
+        self.ended = true;
+        out.push(Out::End(LeaveReason::Closed));
+    }
+
+    fn update_deadline(&mut self, ctx: &Ctx<'_>) {
+        let now = ctx.now;
+        if !self.partial {
+            self.deadline = now + ctx.cfg.http_idle_timeout;
+        } else if self.deadline > now + ctx.cfg.handshake_timeout {
+            self.deadline = now + ctx.cfg.handshake_timeout;
+        }
+    }
+
+    /// A half-sent request gets 408 at its deadline; an idle keep-alive
+    /// connection is just closed.
+    pub fn on_tick(&mut self, ctx: &Ctx<'_>, out: &mut Vec<Out>) {
+        if self.ended || ctx.now < self.deadline {
+            return;
+        }
+        if self.partial {
+            debug!("request timed out");
+            send(out, &http::error(408), false, true, ctx.http_date);
+            self.end(out);
+        } else {
+            self.ended = true;
+            out.push(Out::Kill(LeaveReason::Timeout));
+        }
+    }
+}
+
+fn plain(status: u16, content_type: &str, body: Vec<u8>) -> Response {
+    Response {
+        status,
+        headers: vec![
+            ("Content-Type", content_type.to_owned()),
+            ("Cache-Control", "no-store".to_owned()),
+        ],
+        body: Rc::from(body),
+    }
+}
+
+fn send(out: &mut Vec<Out>, resp: &Response, keep_alive: bool, body: bool, date: &str) {
+    let head = http::encode_head(resp, keep_alive, date);
+    out.push(Out::Send(Rc::from(head)));
+    if body {
+        out.push(Out::Send(resp.body.clone()));
+    }
+}
+
+/// The `/stats` document, written with the project's JSON writer.
+fn stats_json(s: &StatsView) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"connections\":{");
+    let mut total = 0;
+    for (i, (proto, n)) in s.connections.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json::write_str(&mut out, proto);
+        out.push(b':');
+        write_number(&mut out, *n as u64);
+        total += n;
+    }
+    out.push(b'}');
+    let fields: [(&str, u64); 8] = [
+        ("connections_total", total as u64),
+        ("users", s.users as u64),
+        ("messages_relayed", s.messages_relayed),
+        ("bytes_in", s.bytes_in),
+        ("bytes_out", s.bytes_out),
+        ("accepted", s.accepted),
+        ("refused", s.refused),
+        ("uptime_secs", s.uptime_secs),
+    ];
+    for (key, value) in fields {
+        out.push(b',');
+        json::write_str(&mut out, key);
+        out.push(b':');
+        write_number(&mut out, value);
+    }
+    out.push(b'}');
+    out
+}
+
+fn write_number(out: &mut Vec<u8>, n: u64) {
+    let mut s = String::new();
+    let _ = write!(s, "{n}");
+    out.extend_from_slice(s.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::testing::{Fixture, sent};
+    use super::super::{Port, Session};
+    use super::*;
+
+    fn feed(s: &mut Session, f: &Fixture, now: Instant, bytes: &[u8]) -> (usize, Vec<Out>) {
+        let mut out = Vec::new();
+        let n = s.handle_bytes(bytes, &f.ctx(now), &mut out);
+        (n, out)
+    }
+
+    #[test]
+    fn serves_healthz_and_keeps_the_connection() {
+        let f = Fixture::new();
+        let now = Instant::now();
+        let mut s = Session::new(Port::Http, &f.cfg, now);
+        let req =
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+        let (n, out) = feed(&mut s, &f, now, req);
+        assert_eq!(n, req.len());
+        let text = sent(&out);
+        assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+        assert!(!out.iter().any(|o| matches!(o, Out::End(_))));
+    }
+
+    #[test]
+    fn stats_is_valid_json_with_every_figure() {
+        let mut f = Fixture::new();
+        f.stats = StatsView {
+            connections: vec![("tcp_json", 2), ("http", 1)],
+            users: 2,
+            messages_relayed: 7,
+            bytes_in: 10,
+            bytes_out: 20,
+            accepted: 3,
+            refused: 1,
+            uptime_secs: 5,
+        };
+        let body = stats_json(&f.stats);
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(v["connections"]["tcp_json"], 2);
+        assert_eq!(v["connections_total"], 3);
+        assert_eq!(v["users"], 2);
+        assert_eq!(v["messages_relayed"], 7);
+        assert_eq!(v["refused"], 1);
+    }
+
+    #[test]
+    fn a_half_sent_request_gets_408_at_its_deadline() {
+        let f = Fixture::new();
+        let t0 = Instant::now();
+        let mut s = Session::new(Port::Http, &f.cfg, t0);
+        let (n, _) = feed(&mut s, &f, t0, b"GET / HTTP/1.1\r\nHo");
+        assert_eq!(n, 0);
+        let mut out = Vec::new();
+        s.on_tick(&f.ctx(t0 + f.cfg.handshake_timeout), &mut out);
+        assert!(sent(&out).starts_with("HTTP/1.1 408"), "{out:?}");
+        assert_eq!(out.last(), Some(&Out::End(LeaveReason::Closed)));
+    }
+
+    #[test]
+    fn an_idle_keep_alive_connection_is_closed_silently() {
+        let f = Fixture::new();
+        let t0 = Instant::now();
+        let mut s = Session::new(Port::Http, &f.cfg, t0);
+        feed(&mut s, &f, t0, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut out = Vec::new();
+        s.on_tick(
+            &f.ctx(t0 + f.cfg.http_idle_timeout - Duration::from_millis(1)),
+            &mut out,
+        );
+        assert!(out.is_empty());
+        s.on_tick(&f.ctx(t0 + f.cfg.http_idle_timeout), &mut out);
+        assert_eq!(out, vec![Out::Kill(LeaveReason::Timeout)]);
+    }
+
+    #[test]
+    fn upgrades_at_ws_and_feeds_the_rest_to_the_websocket() {
+        let f = Fixture::new();
+        let now = Instant::now();
+        let mut s = Session::new(Port::Http, &f.cfg, now);
+        let mut req = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".to_vec();
+        // A masked ping right behind the request.
+        req.extend_from_slice(&[0x89, 0x80, 1, 2, 3, 4]);
+        let (n, out) = feed(&mut s, &f, now, &req);
+        assert_eq!(n, req.len());
+        assert!(matches!(s, Session::Ws(_)));
+        assert!(sent(&out).starts_with("HTTP/1.1 101"));
+        assert!(
+            matches!(out.last(), Some(Out::Send(pong)) if pong[..] == [0x8a, 0x00]),
+            "the pong follows: {out:?}"
+        );
+    }
+
+    #[test]
+    fn non_get_is_405_and_a_bad_request_ends_the_connection() {
+        let f = Fixture::new();
+        let now = Instant::now();
+        let mut s = Session::new(Port::Http, &f.cfg, now);
+        let (_, out) = feed(
+            &mut s,
+            &f,
+            now,
+            b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert!(sent(&out).starts_with("HTTP/1.1 405"));
+        let mut s = Session::new(Port::Http, &f.cfg, now);
+        let (_, out) = feed(&mut s, &f, now, b"\x01\x02 nonsense\r\n\r\n");
+        assert!(sent(&out).starts_with("HTTP/1.1 400"));
+        assert_eq!(out.last(), Some(&Out::End(LeaveReason::Closed)));
+    }
+}

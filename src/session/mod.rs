@@ -1,0 +1,346 @@
+//! One session per wire, each sans-I/O: bytes, ticks and hub outcomes in;
+//! bytes to queue, hub requests and close decisions out ([`Out`]), in order.
+//!
+//! - [`chat`]: the chat port: first line picks JSON lines or plain text; the
+//!   first-line deadline; text mode's `/help` and name line;
+//! - [`ws`]: the WebSocket port's handshake and the chat over WebSocket text
+//!   frames (ping/pong liveness, join deadline, close codes), and the echo
+//!   application used for conformance tests;
+//! - [`http`]: static files, `/healthz`, `/stats`, and the upgrade at `/ws`.
+//!
+//! [`Session`] is the one place that tells the wires apart: the server calls
+//! the same methods on every connection and applies the outputs. A session
+//! never reads hub state; it learns the outcome of its join from
+//! [`Session::on_join_outcome`], so a join that waits on another process
+//! changes nothing here. Nothing in here touches a socket or reads a clock:
+//! `now` comes in [`Ctx`].
+
+pub mod chat;
+pub mod http;
+pub mod ws;
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::hub::{LeaveReason, Message, Request};
+use crate::proto::chat::{Stamp, encode_json, encode_text};
+use crate::proto::ws::frame::{Opcode, frame_header};
+use crate::proto::ws::handshake::{HandshakeConfig, HandshakeRequest};
+use crate::web::static_files::StaticFiles;
+
+/// What a session asks for, in the order it must happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Out {
+    /// Queue these bytes for the peer now.
+    Send(Rc<[u8]>),
+    /// A request for the hub.
+    Hub(Request),
+    /// Say what is queued, then close (lingering); the hub hears `why`.
+    End(LeaveReason),
+    /// Close now, dropping queued output; the hub hears `why`.
+    Kill(LeaveReason),
+}
+
+/// The server-wide figures behind `/stats`, as of this turn.
+#[derive(Debug, Clone, Default)]
+pub struct StatsView {
+    pub connections: Vec<(&'static str, usize)>,
+    pub users: usize,
+    pub messages_relayed: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub accepted: u64,
+    pub refused: u64,
+    pub uptime_secs: u64,
+}
+
+/// What the WebSocket port serves once a handshake succeeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WsApp {
+    /// The chat (the production server).
+    #[default]
+    Chat,
+    /// Echo every message back (the conformance-test server, `examples/ws_echo.rs`).
+    Echo,
+}
+
+/// What sessions may read besides their own state.
+pub struct Ctx<'a> {
+    pub cfg: &'a Config,
+    pub now: Instant,
+    pub files: &'a StaticFiles,
+    pub handshake: &'a HandshakeConfig,
+    /// The current HTTP `Date` value.
+    pub http_date: &'a str,
+    pub stats: &'a StatsView,
+    pub ws_app: WsApp,
+}
+
+/// The encoding a chat participant receives hub messages in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    JsonLine,
+    Text,
+    WsText,
+}
+
+/// The listener a connection came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// JSON lines or plain text.
+    Chat,
+    /// WebSocket, any path.
+    Ws,
+    /// Web client, `/ws`, `/healthz`, `/stats`.
+    Http,
+}
+
+/// A connection's protocol state. See the module docs.
+#[derive(Debug)]
+pub enum Session {
+    Chat(chat::ChatSession),
+    WsHandshake(ws::HandshakeSession),
+    Ws(Box<ws::WsChatSession>),
+    Echo(Box<ws::EchoSession>),
+    Http(http::HttpSession),
+}
+
+/// What one step of a session's input handling ended with.
+pub(crate) enum Step {
+    /// Bytes used (0 = need more or paused).
+    Used(usize),
+    /// The bytes used by a valid WebSocket upgrade request; the session becomes a WebSocket.
+    Upgrade(usize, HandshakeRequest),
+}
+
+impl Session {
+    /// A fresh session for a client of `port`, accepted at `now`.
+    pub fn new(port: Port, cfg: &Config, now: Instant) -> Session {
+        match port {
+            Port::Chat => Session::Chat(chat::ChatSession::new(cfg, now)),
+            Port::Ws => Session::WsHandshake(ws::HandshakeSession::new(cfg, now)),
+            Port::Http => Session::Http(http::HttpSession::new(cfg, now)),
+        }
+    }
+
+    /// Feeds `input` (leftover plus new bytes); returns the bytes used. The rest
+    /// (an unfinished line, frame header or request, or input held while a
+    /// join is pending) is passed again with the next bytes. Stops after an
+    /// [`Out::End`] or [`Out::Kill`].
+    pub fn handle_bytes(&mut self, input: &[u8], ctx: &Ctx<'_>, out: &mut Vec<Out>) -> usize {
+        let mut used = 0;
+        loop {
+            let rest = input.get(used..).unwrap_or_default();
+            let step = match self {
+                Session::Chat(s) => Step::Used(s.handle_bytes(rest, ctx, out)),
+                Session::WsHandshake(s) => s.handle_bytes(rest, ctx, out),
+                Session::Ws(s) => Step::Used(s.handle_bytes(rest, ctx, out)),
+                Session::Echo(s) => Step::Used(s.handle_bytes(rest, ctx, out)),
+                Session::Http(s) => s.handle_bytes(rest, ctx, out),
+            };
+            match step {
+                Step::Used(n) => return used + n,
+                Step::Upgrade(n, req) => {
+                    used += n;
+                    out.push(Out::Send(Rc::from(
+                        crate::proto::ws::handshake::response_101(&req),
+                    )));
+                    *self = match ctx.ws_app {
+                        WsApp::Chat => Session::Ws(Box::new(ws::WsChatSession::new(ctx))),
+                        WsApp::Echo => Session::Echo(Box::new(ws::EchoSession::new(ctx))),
+                    };
+                    log::debug!("WebSocket open on {}", req.path);
+                    if used >= input.len() {
+                        return used;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Timers: deadlines, WebSocket pings. Called a few times a second.
+    pub fn on_tick(&mut self, ctx: &Ctx<'_>, out: &mut Vec<Out>) {
+        match self {
+            Session::Chat(s) => s.on_tick(ctx, out),
+            Session::WsHandshake(s) => s.on_tick(ctx, out),
+            Session::Ws(s) => s.on_tick(ctx, out),
+            Session::Echo(s) => s.on_tick(ctx, out),
+            Session::Http(s) => s.on_tick(ctx, out),
+        }
+    }
+
+    /// The hub answered this connection's join (`joined` false: refused).
+    /// Returns true when input held back while waiting should be fed again.
+    pub fn on_join_outcome(&mut self, joined: bool) -> bool {
+        match self {
+            Session::Chat(s) => s.on_join_outcome(joined),
+            Session::Ws(s) => s.on_join_outcome(joined),
+            _ => false,
+        }
+    }
+
+    /// The server is stopping: last words before the connection lingers
+    /// (WebSockets: a 1001 close frame).
+    pub fn on_drain(&mut self, out: &mut Vec<Out>) {
+        match self {
+            Session::Ws(s) => s.on_drain(out),
+            Session::Echo(s) => s.on_drain(out),
+            _ => {}
+        }
+    }
+
+    /// How this connection receives hub messages; `None` when it is not (or
+    /// no longer) a chat participant.
+    pub fn format(&self) -> Option<Format> {
+        match self {
+            Session::Chat(s) => s.format(),
+            Session::Ws(s) => s.format(),
+            _ => None,
+        }
+    }
+
+    /// A short protocol name for logs and `/stats`.
+    pub fn protocol(&self) -> &'static str {
+        match self {
+            Session::Chat(s) => s.protocol(),
+            Session::WsHandshake(_) => "ws_handshake",
+            Session::Ws(_) | Session::Echo(_) => "websocket",
+            Session::Http(_) => "http",
+        }
+    }
+}
+
+/// Lazily encoded forms of one hub message: each wire format at most once,
+/// shared by every recipient of that format.
+pub struct Encoded<'a> {
+    msg: &'a Message,
+    offset_secs: i32,
+    stamp: Option<Stamp>,
+    json: Option<Rc<[u8]>>,
+    text: Option<Option<Rc<[u8]>>>,
+    ws: Option<Rc<[u8]>>,
+}
+
+impl<'a> Encoded<'a> {
+    /// `offset_secs`: the local zone's offset from UTC, for the `HH:MM:SS` stamps.
+    pub fn new(msg: &'a Message, offset_secs: i32) -> Self {
+        Encoded {
+            msg,
+            offset_secs,
+            stamp: None,
+            json: None,
+            text: None,
+            ws: None,
+        }
+    }
+
+    fn stamp(&mut self) -> Stamp {
+        let (ms, off) = (self.msg.ts_ms, self.offset_secs);
+        *self
+            .stamp
+            .get_or_insert_with(|| Stamp::from_unix_ms(ms, off))
+    }
+
+    /// The bytes for `format`; `None` when that format carries nothing for this message.
+    pub fn get(&mut self, format: Format, buf: &mut Vec<u8>) -> Option<Rc<[u8]>> {
+        let stamp = self.stamp();
+        let event = &self.msg.event;
+        match format {
+            Format::JsonLine => Some(
+                self.json
+                    .get_or_insert_with(|| {
+                        buf.clear();
+                        encode_json(event, stamp, buf);
+                        buf.push(b'\n');
+                        Rc::from(buf.as_slice())
+                    })
+                    .clone(),
+            ),
+            Format::Text => self
+                .text
+                .get_or_insert_with(|| {
+                    buf.clear();
+                    encode_text(event, stamp, buf).then(|| Rc::from(buf.as_slice()))
+                })
+                .clone(),
+            Format::WsText => Some(
+                self.ws
+                    .get_or_insert_with(|| {
+                        buf.clear();
+                        encode_json(event, stamp, buf);
+                        let mut frame = Vec::with_capacity(buf.len() + 10);
+                        frame_header(Opcode::Text, buf.len(), &mut frame);
+                        frame.extend_from_slice(buf);
+                        Rc::from(frame)
+                    })
+                    .clone(),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Helpers for the sessions' unit tests.
+    use super::*;
+    use crate::proto::ws::handshake::HandshakeConfig;
+
+    pub struct Fixture {
+        pub cfg: Config,
+        pub files: StaticFiles,
+        pub handshake: HandshakeConfig,
+        pub stats: StatsView,
+        pub ws_app: WsApp,
+    }
+
+    impl Fixture {
+        pub fn new() -> Fixture {
+            let cfg = Config::default();
+            let handshake = HandshakeConfig {
+                max_header_bytes: cfg.max_header_bytes,
+                allowed_origins: Vec::new(),
+            };
+            Fixture {
+                cfg,
+                files: StaticFiles::embedded(),
+                handshake,
+                stats: StatsView::default(),
+                ws_app: WsApp::Chat,
+            }
+        }
+
+        pub fn ctx(&self, now: Instant) -> Ctx<'_> {
+            Ctx {
+                cfg: &self.cfg,
+                now,
+                files: &self.files,
+                handshake: &self.handshake,
+                http_date: "Thu, 01 Jan 1970 00:00:00 GMT",
+                stats: &self.stats,
+                ws_app: self.ws_app,
+            }
+        }
+    }
+
+    /// Every `Out::Send` concatenated, as text (lossy).
+    pub fn sent(out: &[Out]) -> String {
+        let mut v = Vec::new();
+        for o in out {
+            if let Out::Send(b) = o {
+                v.extend_from_slice(b);
+            }
+        }
+        String::from_utf8_lossy(&v).into_owned()
+    }
+
+    /// The hub requests in `out`.
+    pub fn requests(out: &[Out]) -> Vec<&Request> {
+        out.iter()
+            .filter_map(|o| match o {
+                Out::Hub(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+}
