@@ -4,15 +4,27 @@
 //! Bytes flow one way:
 //!
 //! ```text
-//! socket → conn (buffers) → proto (decode) → hub (chat rules) → proto (encode once per format) → conn (queue) → socket
+//! socket → conn → session (decode, per wire) → hub (chat domain) → effects
+//!        → session::Encoded (encode once per format) → conn (queue) → socket
 //! ```
 //!
-//! - [`server`]: the poll loop; accepts, reads, writes, runs timers; knows no protocol details.
-//! - [`conn`]: one client: its socket, leftover input, shared output queue and wire protocol.
-//! - [`proto`]: sans-I/O codecs: lines, JSON, chat messages, WebSocket, HTTP.
-//! - [`hub`]: users, names and routing over [`hub::ConnId`]s; never sees bytes.
+//! - [`server`]: the poll loop: accepts, reads, writes, runs the deadline
+//!   queue, dispatches bytes to sessions and the hub's effects to connections;
+//!   knows no wire (and owns the place for outbound links).
+//! - [`conn`]: one client: socket, leftover input, shared output queue, and its
+//!   lifecycle (queue with the output limit, end with a reason, kill).
+//! - [`session`]: one sans-I/O session per wire (chat lines, WebSocket, HTTP):
+//!   bytes, ticks and join outcomes in; bytes, hub requests and close
+//!   decisions out.
+//! - [`proto`]: sans-I/O codecs: lines, JSON, the chat's JSON and text
+//!   mappings, WebSocket, HTTP.
+//! - [`hub`]: the chat domain: directory, rooms, requests in, effects out;
+//!   no wire vocabulary, no I/O, time passed in.
 //! - [`web`]: the static files (embedded or from a directory) behind the HTTP port.
 //! - [`config`]: every flag, port, limit and timeout in one struct.
+//!
+//! Imports point down this list's flow: `server` → `conn`, `session` →
+//! `proto` → `hub`; the hub imports none of them.
 
 pub mod config;
 pub mod conn;
