@@ -636,7 +636,9 @@ def write_results(mach, results, total_secs, only=None):
                "the same chat-load flags plus `--floor` (idle-10k: 11,000 TCP clients, as the "
                "relay has no WebSocket; figures from the same run as the median). A ratio "
                "above 1 means the server's figure is higher: better for deliveries/s, worse "
-               "for latency, CPU and memory.", "",
+               "for latency, CPU and memory. Where the floor's CPU time is well below the "
+               "run's length (burst-1k), chat-load, not the relay, set the floor's pace, "
+               "and the ratio understates the gap.", "",
                "| Scenario | Figure | Server | Floor | Server / floor |",
                "|---|---|---|---|---|", *floor]
     md += ["", "## Scenarios", ""]
