@@ -26,7 +26,9 @@ shared 2-core machine latency tails, server CPU and peak RSS (which follows
 the output backlog) vary by tens of percent between identical runs, so rerun
 with more rounds before acting on one of those flags alone. fanout-1k and
 idle-10k are paced, so their deliveries/s mainly confirms that everything
-arrived; burst-1k is the throughput figure.
+arrived; burst-1k is the throughput figure. A warning is printed when the
+1-minute load average before a run exceeded the CPU count (other work, such
+as a build, competed with the runs).
 
 Exit status: 0 nothing flagged; 1 a figure flagged WORSE or a run with lost,
 duplicated, reordered or unexpected messages; 2 bad usage or a run that could
@@ -167,14 +169,17 @@ def main(argv):
     sides = {"old": args.old, "new": args.new}
     results = {s: {"old": [], "new": []} for s in args.scenarios}
     could_not_run = 0
+    loads = []
     try:
         for rnd in range(1, args.runs + 1):
             order = ("old", "new") if rnd % 2 else ("new", "old")
             for scen in args.scenarios:
                 for side in order:
                     name = f"{scen}-{side}-{rnd}"
+                    load = bench.loadavg()
+                    loads.append(load)
                     print(f"compare: round {rnd}/{args.runs} {scen} {side.upper()} "
-                          f"(load average {bench.loadavg()})", flush=True)
+                          f"(load average {load})", flush=True)
                     try:
                         r = SCENARIOS[scen](name, sides[side])
                     except bench.CouldNotRun as e:
@@ -194,10 +199,16 @@ def main(argv):
         else:
             shutil.rmtree(bench.TMP, ignore_errors=True)
     flagged = summarize(args, results)
+    busiest = max((float(x) for x in loads if x != "?"), default=None)
+    cpus = os.cpu_count() or 1
+    if busiest is not None and busiest > cpus:
+        print(f"compare: the 1-minute load average reached {busiest:.2f} on {cpus} CPUs "
+              "before a run: other work competed with the runs, so the figures may reflect "
+              "that more than the binaries; rerun on a quiet machine.", file=sys.stderr)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"old": args.old, "new": args.new, "runs": args.runs,
-                       "results": results}, f, indent=2)
+                       "load_averages": loads, "results": results}, f, indent=2)
             f.write("\n")
     delivery_errors = sum(errors_of(r) for s in results.values()
                           for side in s.values() for r in side)
