@@ -7,6 +7,14 @@ bench/churn.py, wrk or bench/http_load.py), stops it by PID, and compares the
 figures with the targets. A missed target is reported as MISS and does not
 fail the run; the exit status is non-zero only when something could not run.
 Writes bench/results.md and bench/results.json.
+
+Floor baseline: fanout-1k, burst-1k and idle-10k also run against
+examples/floor_relay.rs (a minimal line relay with no protocol, driven by
+`chat-load --floor`) right after the server, and results.md reports the
+server's figures as a ratio to the floor's from the same run.
+
+`bench/run.py --only NAME[,NAME...]` runs just those scenarios (results.md
+then says so). bench/compare.py reuses the functions here.
 """
 
 import datetime
@@ -27,6 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
 SERVER = os.path.join(ROOT, "target", "release", "multiuserchat")
 LOAD = os.path.join(ROOT, "target", "release", "chat-load")
+FLOOR = os.path.join(ROOT, "target", "release", "examples", "floor_relay")
 # Per-connection logging at info level would be part of what is measured.
 SERVER_FLAGS = ["--log-level", "warn"]
 
@@ -106,15 +115,17 @@ def finish_json(code, out_path, err_path):
 
 
 class Server:
-    """A fresh server on free loopback ports."""
+    """A fresh server on free loopback ports; with `floor`, the floor relay
+    (TCP port only) instead. `binary` overrides the server executable."""
 
-    def __init__(self, name, extra=()):
+    def __init__(self, name, extra=(), binary=None, floor=False):
         self.log = os.path.join(TMP, f"{name}.server")
         self.out = open(self.log, "w")
-        self.proc = spawn(
-            [SERVER, "--host", "127.0.0.1", "--tcp-port", "0", "--ws-port", "0",
-             "--http-port", "0", *SERVER_FLAGS, *extra],
-            stdout=self.out, stderr=subprocess.STDOUT)
+        self.floor = floor
+        cmd = [FLOOR, "0"] if floor else [
+            binary or SERVER, "--host", "127.0.0.1", "--tcp-port", "0", "--ws-port", "0",
+            "--http-port", "0", *SERVER_FLAGS, *extra]
+        self.proc = spawn(cmd, stdout=self.out, stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
         deadline = time.monotonic() + 10
         self.tcp = self.ws = self.http = None
@@ -123,6 +134,9 @@ class Server:
             tcp = re.search(r"tcp://([0-9.]+:\d+)", text)
             ws = re.search(r"ws://([0-9.]+:\d+)/", text)
             http = re.search(r"http://([0-9.]+:\d+)/", text)
+            if tcp and floor:
+                self.tcp = tcp.group(1)
+                break
             if tcp and ws and http:
                 self.tcp, self.ws, self.http = tcp.group(1), ws.group(1), http.group(1)
                 break
@@ -213,46 +227,116 @@ def load_figures(d):
     }
 
 
+def raise_open_files(want=65536):
+    """Raises this process's soft open-file limit (children inherit it)."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        top = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        if soft != resource.RLIM_INFINITY and soft < top:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (top, hard))
+        return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, ValueError, OSError):
+        return None
+
+
 def chat_load(srv, name, args, limit=90):
-    cmd = [LOAD, "--addr", srv.tcp, "--ws-addr", srv.ws, *args,
+    ws = ["--ws-addr", srv.ws] if srv.ws else []
+    floor = ["--floor"] if srv.floor else []
+    cmd = [LOAD, "--addr", srv.tcp, *ws, *floor, *args,
            "--server-pid", str(srv.pid), "--json", "--timeout", str(limit - 10)]
     code, data, stdout, stderr = run_json(cmd, limit, name)
     if data is None:
         raise CouldNotRun(f"{name}: chat-load exited {code} without a result: "
                           f"{(stderr or stdout)[-400:]!r}")
-    return {"cmd": "chat-load " + " ".join(args),
+    return {"cmd": "chat-load " + " ".join(floor + args),
             "exit": code, "report": data, "stderr": stderr.strip()[-400:]}
 
 
 # ---------------------------------------------------------------- scenarios
 
 
-def simple_load(name, args, p99_ms=None, min_dps=None):
+FANOUT_1K = ["--proto", "tcp-json", "--clients", "1000", "--senders", "100",
+             "--messages", "100000", "--rate", "1000", "--duration", "10"]
+BURST_1K = ["--proto", "tcp-json", "--clients", "1000", "--senders", "10",
+            "--messages", "10000000", "--duration", "8"]
+IDLE_CLIENTS = 11000
+IDLE_10K = ["--proto", "tcp-json", "--clients", str(IDLE_CLIENTS), "--ws-clients", "1000",
+            "--idle"]
+# The relay speaks no WebSocket: all 11,000 clients are TCP.
+IDLE_10K_FLOOR = ["--proto", "tcp-json", "--clients", str(IDLE_CLIENTS), "--idle"]
+
+
+def load_once(name, args, binary=None, floor=False, limit=90):
+    """One chat-load run against a fresh server (or the floor relay)."""
+    srv = Server(name, binary=binary, floor=floor)
+    try:
+        return chat_load(srv, name, args, limit)
+    finally:
+        srv.stop()
+
+
+def idle_once(name, binary=None, floor=False):
+    """One idle-10k run; the report gains the server's RSS before and per connection."""
+    srv = Server(name, binary=binary, floor=floor)
+    try:
+        time.sleep(0.3)
+        before = srv.rss_kib()
+        r = chat_load(srv, name, IDLE_10K_FLOOR if floor else IDLE_10K, limit=120)
+    finally:
+        srv.stop()
+    joined = r["report"].get("server_rss_joined_kib")
+    r["rss_before_kib"] = before
+    r["rss_per_conn_kib"] = (None if joined is None or before is None
+                             else (joined - before) / IDLE_CLIENTS)
+    return r
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def floor_figures(ours, floor):
+    """Side-by-side rows for two chat-load results (server, floor relay):
+    figure -> (ours, floor, ours / floor)."""
+    rows = {}
+
+    def row(key, get):
+        a, b = get(ours), get(floor)
+        rows[key] = (a, b, ratio(a, b))
+
+    row("deliveries/s", lambda r: r["report"]["deliveries_per_sec"])
+    row("p99 latency (ms)", lambda r: r["report"]["latency_us"]["p99"] / 1000)
+    row("max latency (ms)", lambda r: r["report"]["latency_us"]["max"] / 1000)
+    row("server CPU (s)", lambda r: r["report"].get("server_cpu_secs"))
+    row("peak RSS (KiB)", lambda r: r["report"].get("server_peak_rss_kib"))
+    if "rss_per_conn_kib" in ours:
+        row("RSS per connection (KiB)", lambda r: r.get("rss_per_conn_kib"))
+    return {"rows": rows, "floor_ok": floor["report"]["result"] == "OK",
+            "floor_cmd": floor["cmd"]}
+
+
+def simple_load(name, args, p99_ms=None, min_dps=None, floor=False):
     def run():
-        srv = Server(name)
-        try:
-            r = chat_load(srv, name, args)
-        finally:
-            srv.stop()
+        r = load_once(name, args)
         d = r["report"]
-        return {"figures": load_figures(d), "checks": load_checks(d, p99_ms, min_dps),
-                "raw": r}
+        out = {"figures": load_figures(d), "checks": load_checks(d, p99_ms, min_dps),
+               "raw": r}
+        if floor:
+            f = load_once(f"{name}-floor", args, floor=True)
+            out["floor"] = floor_figures(r, f)
+            out["raw"] = {"server": r, "floor": f}
+        return out
     return run
 
 
 def idle_10k(run_no):
     name = f"idle-10k-{run_no}"
-    srv = Server(name)
-    try:
-        time.sleep(0.3)
-        before = srv.rss_kib()
-        r = chat_load(srv, name, ["--proto", "tcp-json", "--clients", "11000",
-                                  "--ws-clients", "1000", "--idle"], limit=120)
-    finally:
-        srv.stop()
+    r = idle_once(name)
     d = r["report"]
+    before, per = r["rss_before_kib"], r["rss_per_conn_kib"]
     joined = d.get("server_rss_joined_kib")
-    per = (joined - before) / 11000 if joined is not None and before is not None else None
+    f = idle_once(f"{name}-floor", floor=True)
     bmax = d["latency_us"]["max"] / 1000
     return {
         "figures": {
@@ -269,7 +353,8 @@ def idle_10k(run_no):
                    check("lost", d["lost"], "==", 0),
                    check("run completed", d["result"], "==", "OK")],
         "key": bmax,
-        "raw": r,
+        "floor": floor_figures(r, f),
+        "raw": {"server": r, "floor": f},
     }
 
 
@@ -417,14 +502,12 @@ SCENARIOS = [
      simple_load("chat-1k", ["--proto", "tcp-json", "--clients", "1000", "--senders", "100",
                              "--messages", "100000", "--rate", "100", "--duration", "10"],
                  p99_ms=2.0), 1),
-    ("fanout-1k", "1,000 TCP clients, 100 senders, 1,000 msg/s for 10 s (1M deliveries/s)",
-     simple_load("fanout-1k", ["--proto", "tcp-json", "--clients", "1000", "--senders", "100",
-                               "--messages", "100000", "--rate", "1000", "--duration", "10"],
-                 p99_ms=10.0), 1),
-    ("burst-1k", "1,000 TCP clients, 10 senders as fast as the window (64) allows, 8 s",
-     simple_load("burst-1k", ["--proto", "tcp-json", "--clients", "1000", "--senders", "10",
-                              "--messages", "10000000", "--duration", "8"],
-                 min_dps=2_500_000), 1),
+    ("fanout-1k", "1,000 TCP clients, 100 senders, 1,000 msg/s for 10 s (1M deliveries/s); "
+                  "then the floor relay",
+     simple_load("fanout-1k", FANOUT_1K, p99_ms=10.0, floor=True), 1),
+    ("burst-1k", "1,000 TCP clients, 10 senders as fast as the window (64) allows, 8 s; "
+                 "then the floor relay",
+     simple_load("burst-1k", BURST_1K, min_dps=2_500_000, floor=True), 1),
     ("ws-fanout-1k", "fanout-1k over WebSocket",
      simple_load("ws-fanout-1k", ["--proto", "ws", "--clients", "1000", "--senders", "100",
                                   "--messages", "100000", "--rate", "1000", "--duration", "10"],
@@ -433,7 +516,8 @@ SCENARIOS = [
      simple_load("mixed", ["--proto", "mix", "--clients", "1000", "--senders", "100",
                            "--messages", "100000", "--rate", "200", "--duration", "10"]), 1),
     ("idle-10k", "10,000 TCP + 1,000 WebSocket idle joined clients, then one broadcast "
-                 "(3 runs, median by broadcast time)", idle_10k, 3),
+                 "(3 runs, median by broadcast time; each followed by the floor relay with "
+                 "11,000 TCP clients)", idle_10k, 3),
     ("http", "keep-alive GET / from 64 connections for 5 s", http_scenario, 1),
     ("churn", "500 joins+leaves/s for 10 s while 1,000 others chat (100 msg/s)",
      churn_scenario, 1),
@@ -483,9 +567,36 @@ def status_like(path, field):
     return None
 
 
-def write_results(mach, results, total_secs):
+def fmt_figure(key, v):
+    if v is None:
+        return "n/a"
+    if key == "deliveries/s":
+        return f"{v:,.0f}"
+    if "KiB" in key and "per connection" not in key:
+        return f"{v:,.0f}"
+    if "per connection" in key:
+        return f"{v:.3f}"
+    return f"{v:.2f}"
+
+
+def floor_lines(results):
+    """Markdown rows of the floor comparison."""
+    md = []
+    for r in results:
+        fl = r.get("floor")
+        if not fl:
+            continue
+        for key, (a, b, q) in fl["rows"].items():
+            md.append(f"| {r['name']} | {key} | {fmt_figure(key, a)} | {fmt_figure(key, b)} | "
+                      + ("n/a" if q is None else f"{q:.2f}") + " |")
+        if not fl["floor_ok"]:
+            md.append(f"| {r['name']} | floor run result | | not OK (see results.json) | |")
+    return md
+
+
+def write_results(mach, results, total_secs, only=None):
     with open(os.path.join(BENCH, "results.json"), "w") as f:
-        json.dump({"machine": mach, "total_secs": round(total_secs, 1),
+        json.dump({"machine": mach, "total_secs": round(total_secs, 1), "only": only,
                    "server_flags": SERVER_FLAGS, "scenarios": results}, f, indent=2)
         f.write("\n")
     md = ["# Benchmark results", "",
@@ -502,8 +613,10 @@ def write_results(mach, results, total_secs):
           "noisy 2-core machine: other builds may run at the same time, and the generator, "
           "the server (and churn / HTTP clients) compete for the same two cores, so "
           "latency tails in particular vary between runs.",
-          f"- Total bench time: {total_secs:.0f} s", "",
-          "## Summary", "",
+          f"- Total bench time: {total_secs:.0f} s", ""]
+    if only:
+        md += [f"Partial run (`--only {','.join(only)}`): the other scenarios were not run.", ""]
+    md += ["## Summary", "",
           "| Scenario | Check | Measured | Target | Result |",
           "|---|---|---|---|---|"]
     for r in results:
@@ -513,6 +626,21 @@ def write_results(mach, results, total_secs):
         for c in r["checks"]:
             md.append(f"| {r['name']} | {c['check']} | {c['shown']} | {c['target']} | "
                       f"{c['status']} |")
+    floor = floor_lines(results)
+    if floor:
+        md += ["", "## Floor baseline", "",
+               "`examples/floor_relay.rs` is about the least a line relay can do on this "
+               "machine: one mio loop, no protocol (no join, no welcome, no parsing), every "
+               "line read in a loop turn written to every connection with one `writev` per "
+               "turn. Each of these scenarios ran against it right after the server, with "
+               "the same chat-load flags plus `--floor` (idle-10k: 11,000 TCP clients, as the "
+               "relay has no WebSocket; figures from the same run as the median). A ratio "
+               "above 1 means the server's figure is higher: better for deliveries/s, worse "
+               "for latency, CPU and memory. Where the floor's CPU time is well below the "
+               "run's length (burst-1k), chat-load, not the relay, set the floor's pace, "
+               "and the ratio understates the gap.", "",
+               "| Scenario | Figure | Server | Floor | Server / floor |",
+               "|---|---|---|---|---|", *floor]
     md += ["", "## Scenarios", ""]
     for r in results:
         md += [f"### {r['name']}: {r['status']}", "", r["description"], "",
@@ -533,6 +661,15 @@ def write_results(mach, results, total_secs):
         f.write("\n".join(md) + "\n")
 
 
+def floor_note(run):
+    fl = run.get("floor", {}).get("rows", {})
+    b = fl.get("max latency (ms)", (None, None, None))[1]
+    per = fl.get("RSS per connection (KiB)", (None, None, None))[1]
+    if b is None:
+        return ""
+    return f" (floor {b:.1f} ms, " + ("n/a" if per is None else f"{per:.3f}") + " KiB/conn)"
+
+
 def commands_of(raw):
     if isinstance(raw, dict):
         if "cmd" in raw:
@@ -544,7 +681,19 @@ def commands_of(raw):
 def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
-    for exe in (SERVER, LOAD):
+    only = None
+    args = sys.argv[1:]
+    if args[:1] == ["--only"] and len(args) == 2:
+        only = [n for n in args[1].split(",") if n]
+        unknown = set(only) - {name for name, *_ in SCENARIOS}
+        if unknown:
+            print(f"bench: unknown scenario(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 2
+    elif args:
+        print("usage: bench/run.py [--only NAME[,NAME...]]", file=sys.stderr)
+        return 2
+    raise_open_files()
+    for exe in (SERVER, LOAD, FLOOR):
         if not os.access(exe, os.X_OK):
             print(f"bench: {exe} is missing; build first", file=sys.stderr)
             return 2
@@ -553,6 +702,8 @@ def main():
     results, could_not_run = [], 0
     try:
         for name, desc, fn, repeat in SCENARIOS:
+            if only and name not in only:
+                continue
             print(f"bench: {name}: {desc}", flush=True)
             entry = {"name": name, "description": desc, "loadavg_before": loadavg()}
             s0 = time.monotonic()
@@ -563,7 +714,7 @@ def main():
                     entry.update(med)
                     entry["runs"] = [f"{x['key']:.1f} ms broadcast, "
                                      f"{x['figures']['RSS per connection KiB']} KiB/conn"
-                                     for x in runs]
+                                     + floor_note(x) for x in runs]
                     entry["all_runs"] = [x["raw"] for x in runs]
                     entry["median_of"] = repeat
                 else:
@@ -578,11 +729,14 @@ def main():
             for c in entry.get("checks", []):
                 print(f"  {c['status']:<5} {c['check']}: {c['shown']} (target {c['target']})",
                       flush=True)
+            for key, (a, b, q) in entry.get("floor", {}).get("rows", {}).items():
+                print(f"  floor {key}: server {fmt_figure(key, a)}, floor {fmt_figure(key, b)}"
+                      + ("" if q is None else f", ratio {q:.2f}"), flush=True)
             if entry.get("error"):
                 print(f"  ERROR {entry['error']}", flush=True)
     finally:
         stop_all()
-        write_results(mach, results, time.monotonic() - t0)
+        write_results(mach, results, time.monotonic() - t0, only)
         if could_not_run:
             print(f"bench: logs kept in {TMP}", file=sys.stderr)
         else:

@@ -19,7 +19,7 @@ if ! ulimit -n 65536 2>/dev/null; then
 fi
 echo "bench: open-file limit $(ulimit -n)"
 
-cargo build --release --bins
+cargo build --release --bins --example floor_relay
 
 # wrk for the HTTP scenario; without it bench/http_load.py (slower, Python) is used.
 if ! command -v wrk >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then

@@ -27,6 +27,13 @@
 //! misses at the end is lost. Reads go into one shared scratch buffer; only a
 //! partial line or frame is kept per client; writes are coalesced per turn.
 //!
+//! Floor mode (`--floor`, for examples/floor_relay.rs): no join; a client
+//! counts as joined once its connect completes (the relay accepts pending
+//! connections before it reads lines in a turn, so a client connected before a
+//! send gets that message). Senders send the same tcp-json message lines, the
+//! relay sends each back verbatim to every client, and the receive path and
+//! every check above stay as they are; there are no other lines.
+//!
 //! Churn: churn clients live in extra slots after the C staying clients (tokens
 //! C.., at most [`churn_cap`] at once). Cycle n uses wire n mod K (JSON without
 //! the presence feature, text, WebSocket; K = 2 without `--ws-addr`) and leaves
@@ -696,6 +703,15 @@ impl Load {
     }
 
     fn on_connected(&mut self, i: usize) {
+        if self.opts.floor {
+            // A plain relay has no join: a connected client is a joined one.
+            if let Some(c) = self.clients.get_mut(i) {
+                c.state = State::Joined;
+            }
+            self.joined += 1;
+            self.in_flight = self.in_flight.saturating_sub(1);
+            return;
+        }
         let mask = self.mask();
         let name = self.name(i);
         let presence = self.presence(i);
@@ -1236,5 +1252,103 @@ fn wire_for(proto: Proto, i: usize) -> Wire {
             2 => Wire::Text,
             _ => Wire::Ws,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    /// A thread-per-connection relay for `clients` clients: every line from
+    /// anyone goes `copies` times to everyone, in one global order. Ends when
+    /// every client has closed (or after a 20 s read timeout).
+    fn relay(listener: TcpListener, clients: usize, copies: usize) {
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        let mut outs = Vec::new();
+        for _ in 0..clients {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
+            if let Ok(out) = stream.try_clone() {
+                outs.push(out);
+            }
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                let mut line = Vec::new();
+                while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                    if tx.send(std::mem::take(&mut line)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for line in rx {
+            for out in &mut outs {
+                for _ in 0..copies {
+                    let _ = out.write_all(&line);
+                }
+            }
+        }
+    }
+
+    fn floor_run(copies: usize) -> Outcome {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("local addr").to_string();
+        let server = std::thread::spawn(move || relay(listener, 4, copies));
+        let args = [
+            "--addr",
+            &addr,
+            "--floor",
+            "--clients",
+            "4",
+            "--senders",
+            "2",
+            "--messages",
+            "50",
+            "--window",
+            "8",
+            "--timeout",
+            "20",
+        ];
+        let opts = Options::parse(args.iter().map(|s| s.to_string()))
+            .expect("options")
+            .expect("not --help");
+        let out = Load::new(opts)
+            .expect("poll")
+            .run(&mut || {}, &mut || {})
+            .expect("run");
+        let _ = server.join();
+        out
+    }
+
+    #[test]
+    fn floor_mode_drives_a_plain_relay_with_the_same_checks() {
+        let o = floor_run(1);
+        assert_eq!(o.ending, Ending::Complete);
+        assert_eq!((o.joined, o.messages_sent), (4, 100));
+        assert_eq!((o.deliveries, o.expected), (400, 400));
+        let errors = (
+            o.lost,
+            o.duplicated,
+            o.reordered,
+            o.unexpected,
+            o.disconnected,
+        );
+        assert_eq!(errors, (0, 0, 0, 0, 0));
+        assert_eq!(o.latency.count(), 400);
+    }
+
+    #[test]
+    fn floor_mode_counts_a_relay_that_sends_twice() {
+        let o = floor_run(2);
+        assert_eq!(o.ending, Ending::Complete);
+        assert_eq!((o.deliveries, o.expected, o.lost), (800, 400, 0));
+        assert_eq!(o.duplicated, 400);
     }
 }

@@ -12,6 +12,9 @@
 //! sender's broadcasts), nobody else may get it (a delivery elsewhere counts as
 //! misdelivered), and the sender must get the server's confirmation
 //! (`private_sent` / `[private to NAME]`) in its place among its own messages.
+//! `--floor` drives a plain line relay (examples/floor_relay.rs, the
+//! benchmark floor) the same way: no join, the same message lines and checks.
+//!
 //! `--churn RATE` adds RATE short-lived clients per second during the send
 //! phase (JSON, text and WebSocket in turn; join, welcome, 200 ms, then exit or
 //! an abrupt close); cycles started / completed / failed are reported, and a
@@ -202,9 +205,10 @@ impl Report<'_> {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "chat-load: {} clients ({}), {} senders x {} messages{}",
+            "chat-load: {} clients ({}{}), {} senders x {} messages{}",
             o.clients,
             opts.proto.as_str(),
+            if opts.floor { ", floor relay" } else { "" },
             o.senders,
             opts.messages,
             opts.rate
@@ -321,7 +325,7 @@ impl Report<'_> {
             .join(",");
         format!(
             concat!(
-                "{{\"result\":\"{}\",\"proto\":\"{}\",\"clients\":{},\"joined\":{},\"senders\":{},",
+                "{{\"result\":\"{}\",\"proto\":\"{}\",\"floor\":{},\"clients\":{},\"joined\":{},\"senders\":{},",
                 "\"messages_per_sender\":{},\"messages_sent\":{},\"expected_deliveries\":{},",
                 "\"deliveries\":{},\"deliveries_per_sec\":{:.1},\"delivery_secs\":{:.6},",
                 "\"lost\":{},\"duplicated\":{},\"reordered\":{},\"skipped\":{},\"unexpected\":{},",
@@ -334,6 +338,7 @@ impl Report<'_> {
             ),
             self.result(),
             self.opts.proto.as_str(),
+            self.opts.floor,
             o.clients,
             o.joined,
             o.senders,

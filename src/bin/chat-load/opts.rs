@@ -9,7 +9,7 @@ usage: chat-load --addr HOST:PORT [--ws-addr HOST:PORT] --proto tcp-json|tcp-tex
                  --clients C --senders S --messages M [--rate R] [--duration SECS]
                  [--server-pid PID] [--json] [--timeout SECS] [--idle]
                  [--window W] [--connect-window N] [--ws-path PATH] [--ws-clients N]
-                 [--private PCT] [--churn RATE]
+                 [--private PCT] [--churn RATE] [--floor]
 
   --addr            TCP chat port (JSON lines and text mode); loopback only
   --ws-addr         WebSocket port (needed by ws and mix); loopback only
@@ -42,7 +42,13 @@ usage: chat-load --addr HOST:PORT [--ws-addr HOST:PORT] --proto tcp-json|tcp-tex
                     protocol's exit (then waits for the server to close), the next
                     round by just closing the socket, and so on. No welcome within
                     10 s, a refusal, a close by the server before leaving, or no
-                    close within 5 s of the exit is a failed cycle (exit status 1)";
+                    close within 5 s of the exit is a failed cycle (exit status 1)
+  --floor           target is a plain line relay (examples/floor_relay.rs), the
+                    benchmark floor: no join or welcome (a client counts as joined
+                    once connected), the same tcp-json message lines, which the
+                    relay sends back verbatim to everyone, and the same checks.
+                    Only with --proto tcp-json, without --ws-clients, --private
+                    and --churn";
 
 /// How clients talk to the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +92,8 @@ pub struct Options {
     pub private_pct: u32,
     /// Short-lived clients started per second during the send phase.
     pub churn: Option<f64>,
+    /// The target is a plain line relay: no join handshake.
+    pub floor: bool,
 }
 
 /// Most (receiver, sender) pairs tracked: 4 bytes each.
@@ -102,7 +110,7 @@ impl Options {
         let mut ws_clients = 0usize;
         let (mut rate, mut duration, mut server_pid) = (None, None, None);
         let (mut window, mut connect_window) = (64u32, 200usize);
-        let (mut json, mut idle) = (false, false);
+        let (mut json, mut idle, mut floor) = (false, false, false);
         let mut timeout = Duration::from_secs(120);
         let (mut private_pct, mut churn) = (0u32, None);
         while let Some(flag) = args.next() {
@@ -114,6 +122,10 @@ impl Options {
                 }
                 "--idle" => {
                     idle = true;
+                    continue;
+                }
+                "--floor" => {
+                    floor = true;
                     continue;
                 }
                 _ => {}
@@ -188,6 +200,12 @@ impl Options {
                 "--private needs --clients >= 2 (a private message goes to another client)".into(),
             );
         }
+        if floor && (proto != Proto::Json || ws_clients > 0 || private_pct > 0 || churn.is_some()) {
+            return Err(
+                "--floor goes with --proto tcp-json only (no --ws-clients, --private, --churn)"
+                    .into(),
+            );
+        }
         if clients.checked_mul(senders).is_none_or(|p| p > MAX_PAIRS) {
             return Err(format!("--clients x --senders must stay under {MAX_PAIRS}"));
         }
@@ -209,6 +227,7 @@ impl Options {
             timeout,
             private_pct,
             churn,
+            floor,
         }))
     }
 }
@@ -316,6 +335,31 @@ mod tests {
         assert!(with(&["--clients", "3", "--churn", "0"]).is_err());
         let o = with(&["--clients", "3"]).ok().flatten();
         assert_eq!(o.map(|o| (o.private_pct, o.churn)), Some((0, None)));
+    }
+
+    #[test]
+    fn floor_only_with_plain_json_clients() {
+        let base = [
+            "--addr",
+            "127.0.0.1:9",
+            "--clients",
+            "4",
+            "--idle",
+            "--floor",
+        ];
+        let with = |extra: &[&str]| {
+            let mut a: Vec<&str> = base.to_vec();
+            a.extend_from_slice(extra);
+            parse(&a)
+        };
+        assert_eq!(with(&[]).ok().flatten().map(|o| o.floor), Some(true));
+        assert!(with(&["--proto", "tcp-json"]).is_ok());
+        assert!(with(&["--proto", "tcp-text"]).is_err());
+        assert!(with(&["--ws-clients", "1", "--ws-addr", "127.0.0.1:8"]).is_err());
+        assert!(with(&["--private", "10"]).is_err());
+        assert!(with(&["--churn", "5"]).is_err());
+        let o = parse(&["--addr", "127.0.0.1:9", "--clients", "4", "--idle"]);
+        assert_eq!(o.ok().flatten().map(|o| o.floor), Some(false));
     }
 
     #[test]
