@@ -43,8 +43,8 @@ pub enum ClaimError {
 pub struct Directory {
     users: Slab<User>,
     by_name: HashMap<String, UserId>,
-    /// Indexed by `ConnId::key`: the bound connection (with its serial) and its user.
-    by_conn: Vec<Option<(ConnId, UserId)>>,
+    /// Indexed by `ConnId::key`: the bound connection's serial and its user.
+    by_conn: Vec<Option<(u32, UserId)>>,
 }
 
 impl Directory {
@@ -99,7 +99,7 @@ impl Directory {
             self.by_conn.resize(slot + 1, None);
         }
         if let Some(cell) = self.by_conn.get_mut(slot) {
-            *cell = Some((conn, id));
+            *cell = Some((conn.serial, id));
         }
         Ok(id)
     }
@@ -120,7 +120,7 @@ impl Directory {
     pub fn user_of(&self, conn: ConnId) -> Option<UserId> {
         let slot = usize::try_from(conn.key).ok()?;
         match self.by_conn.get(slot) {
-            Some(Some((bound, id))) if *bound == conn => Some(*id),
+            Some(Some((serial, id))) if *serial == conn.serial => Some(*id),
             _ => None,
         }
     }

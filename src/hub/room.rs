@@ -53,7 +53,7 @@ pub struct Room {
     pub name: String,
     members: Vec<Member>,
     /// Position of each member in `members`.
-    pos: HashMap<UserId, usize>,
+    pos: HashMap<UserId, u32>,
     /// (display name, folded name) of every join/leave since the last `end_turn`.
     touched: Vec<(String, String)>,
     summary_mode: bool,
@@ -105,7 +105,10 @@ impl Room {
         if self.pos.contains_key(&m.user) {
             return;
         }
-        self.pos.insert(m.user, self.members.len());
+        let Ok(at) = u32::try_from(self.members.len()) else {
+            return;
+        };
+        self.pos.insert(m.user, at);
         self.members.push(m);
         if self.summarised(policy, 0) {
             self.window_joined += 1;
@@ -124,13 +127,13 @@ impl Room {
         policy: &SummaryPolicy,
         silent: bool,
     ) -> Option<Member> {
-        let idx = self.pos.remove(&user)?;
+        let idx = self.pos.remove(&user)? as usize;
         if idx >= self.members.len() {
             return None;
         }
         let m = self.members.swap_remove(idx);
         if let Some(moved) = self.members.get(idx) {
-            self.pos.insert(moved.user, idx);
+            self.pos.insert(moved.user, idx as u32);
         }
         if !silent {
             if self.summarised(policy, 1) {

@@ -19,9 +19,9 @@ use mio::net::TcpStream;
 use super::deadlines::Timer;
 use super::{Server, token};
 use crate::conn::Conn;
-use crate::hub::{ConnId, ErrorCode, Event};
-use crate::proto::chat::{Stamp, encode_json};
-use crate::session::{Port, Session};
+use crate::hub::ConnId;
+use crate::proto::chat::Stamp;
+use crate::session::{Port, Refusal, Session, refusal};
 
 /// How long accepting pauses after running out of descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
@@ -222,47 +222,10 @@ impl Server {
     }
 }
 
-/// Why a client is turned away at the door.
-#[derive(Debug, Clone, Copy)]
-enum Refusal {
-    /// `--max-connections` reached, or out of descriptors.
-    Full,
-    /// `--max-per-ip` reached for the client's address.
-    PerIp,
-}
-
-/// Best-effort refusal for a client the server cannot take: a chat-port client
-/// gets an error line (JSON: its mode is not known yet), a WebSocket or HTTP
-/// client a 503. The socket is closed right after.
+/// Sends a refusal (best effort) and closes the socket right after.
 fn refuse(socket: &mut TcpStream, port: Port, why: Refusal, stamp: Stamp, buf: &mut Vec<u8>) {
-    let (code, text) = match why {
-        Refusal::Full => (
-            ErrorCode::ServerFull,
-            "The server is full. Please try again later.",
-        ),
-        Refusal::PerIp => (
-            ErrorCode::TooManyConnections,
-            "Too many connections from your address. Close some and try again.",
-        ),
-    };
     buf.clear();
-    match port {
-        Port::Chat => {
-            let event = Event::Error {
-                code,
-                text: text.into(),
-            };
-            encode_json(&event, stamp, buf);
-            buf.push(b'\n');
-        }
-        Port::Ws | Port::Http => {
-            let _ = write!(
-                buf,
-                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}\n",
-                text.len() + 1
-            );
-        }
-    }
+    refusal(port, why, stamp, buf);
     let _ = socket.write(buf);
     let _ = socket.shutdown(std::net::Shutdown::Both);
 }

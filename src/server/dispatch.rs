@@ -8,7 +8,7 @@ use log::{debug, warn};
 use super::Core;
 use crate::conn::Conn;
 use crate::hub::{Hub, LeaveReason};
-use crate::session::{Ctx, Out, Port};
+use crate::session::{Out, Port};
 
 /// Feeds `data` (after any kept input) to the connection's session and
 /// applies what it asks for. Empty `data` feeds the kept input again.
@@ -22,15 +22,7 @@ pub(super) fn feed(conn: &mut Conn, hub: &mut Hub, core: &mut Core, data: &[u8])
     let mut outs = std::mem::take(&mut core.outs);
     outs.clear();
     {
-        let ctx = Ctx {
-            cfg: &core.cfg,
-            now: core.now.mono,
-            files: &core.files,
-            handshake: &core.handshake,
-            http_date: &core.http_date,
-            stats: &core.stats_view,
-            ws_app: core.ws_app,
-        };
+        let ctx = core.ctx();
         if conn.inbuf.is_empty() {
             let used = conn.session.handle_bytes(data, &ctx, &mut outs);
             if let Some(rest) = data.get(used..)

@@ -36,7 +36,8 @@ mod clock;
 mod deadlines;
 mod deliver;
 mod dispatch;
-// A place for outbound links; nothing opens one yet.
+// A place for outbound links; the pub/sub backplane will be the first to open
+// one, and use the parts of its API that nothing calls yet.
 #[allow(dead_code)]
 mod link;
 mod signals;
@@ -150,6 +151,21 @@ pub(crate) struct Core {
     pub enc: Vec<u8>,
 }
 
+impl Core {
+    /// What sessions may read, as of this turn.
+    pub fn ctx(&self) -> crate::session::Ctx<'_> {
+        crate::session::Ctx {
+            cfg: &self.cfg,
+            now: self.now.mono,
+            files: &self.files,
+            handshake: &self.handshake,
+            http_date: &self.http_date,
+            stats: &self.stats_view,
+            ws_app: self.ws_app,
+        }
+    }
+}
+
 /// A stop in progress.
 #[derive(Debug)]
 struct Drain {
@@ -187,6 +203,8 @@ pub struct Server {
     signals: Option<signals::Signals>,
     /// Set once a stop signal came: the loop is draining.
     drain: Option<Drain>,
+    /// Connections the server opened itself (see the module docs).
+    links: Vec<link::OutboundLink>,
     core: Core,
 }
 
@@ -259,6 +277,7 @@ impl Server {
             per_ip: std::collections::HashMap::new(),
             signals: None,
             drain: None,
+            links: Vec::new(),
             core,
         })
     }
@@ -381,8 +400,7 @@ impl Server {
             match token::decode(event.token()) {
                 Token2::Listener(i) => self.accept(i),
                 Token2::Signals => self.on_signal(),
-                // No outbound link is registered yet.
-                Token2::Link(_) => {}
+                Token2::Link(i) => self.link_event(i, event),
                 Token2::Conn(key) => {
                     if event.is_writable() {
                         self.flush(key);
@@ -422,6 +440,45 @@ impl Server {
         Ok(())
     }
 
+    /// Opens an outbound link to `addr` and starts connecting; its index, or
+    /// `None` when every link token is taken. A link is no client: not counted
+    /// against `--max-connections`, not swept, never reported to the hub.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn open_link(&mut self, addr: SocketAddr, cfg: link::LinkConfig) -> Option<usize> {
+        let i = self.links.len();
+        let token = token::link(i)?;
+        // Jitter differs between nodes started together.
+        let seed = self.core.now.unix_ms ^ (u64::from(std::process::id()) << 32) ^ i as u64;
+        let mut link = link::OutboundLink::new(addr, token, cfg, seed);
+        let next = link.connect(self.poll.registry(), Instant::now());
+        self.links.push(link);
+        self.set_link_timer(i, next);
+        Some(i)
+    }
+
+    /// A poll event for link `i`.
+    fn link_event(&mut self, i: usize, event: &mio::event::Event) {
+        let registry = self.poll.registry();
+        let now = self.core.now.mono;
+        let next = self
+            .links
+            .get_mut(i)
+            .and_then(|l| l.handle_event(event, registry, now, &mut self.scratch));
+        self.set_link_timer(i, next);
+    }
+
+    /// Keeps link `i`'s one deadline (connect timeout, end of backoff) in the queue.
+    fn set_link_timer(&mut self, i: usize, next: Option<Instant>) {
+        match next {
+            Some(at) => {
+                self.timers.set(Timer::Link(i), at);
+            }
+            None => {
+                self.timers.cancel_key(Timer::Link(i));
+            }
+        }
+    }
+
     /// Runs every server timer that is due.
     fn fire_timers(&mut self) {
         let now = self.core.now.mono;
@@ -442,7 +499,14 @@ impl Server {
                         drain.expired = true;
                     }
                 }
-                Timer::Link(_) => {}
+                Timer::Link(i) => {
+                    let registry = self.poll.registry();
+                    let next = self
+                        .links
+                        .get_mut(i)
+                        .and_then(|l| l.on_timer(registry, now));
+                    self.set_link_timer(i, next);
+                }
             }
         }
     }
@@ -881,5 +945,51 @@ mod tests {
             }
         }
         assert!(saw, "the chat line after the name was not relayed as chat");
+    }
+    #[test]
+    fn an_outbound_link_connects_talks_and_reconnects_without_being_a_client() {
+        use std::io::Read;
+        use std::net::TcpListener as StdListener;
+        let (mut server, _) = test_server(|_| {});
+        let peer = StdListener::bind("127.0.0.1:0").expect("bind");
+        let cfg = link::LinkConfig {
+            backoff_base: Duration::from_millis(20),
+            ..link::LinkConfig::default()
+        };
+        let i = server
+            .open_link(peer.local_addr().expect("addr"), cfg)
+            .expect("a link token");
+        spin(&mut server, "link connected", |s| {
+            s.links[i].state().is_connected()
+        });
+        let (mut accepted, _) = peer.accept().expect("accept");
+        accepted
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        server.links[i]
+            .state_mut()
+            .queue(std::rc::Rc::from(&b"PING\r\n"[..]))
+            .expect("queued");
+        let registry = server.poll.registry();
+        let now = Instant::now();
+        let next = server.links[i].flush(registry, now);
+        server.set_link_timer(i, next);
+        let mut got = [0u8; 6];
+        accepted.read_exact(&mut got).expect("read");
+        assert_eq!(&got, b"PING\r\n");
+        // Not a client: nothing counted, nobody for the hub.
+        assert!(server.conns.is_empty());
+        assert_eq!(server.core.stats.accepted, 0);
+        assert_eq!(server.hub.user_count(), 0);
+        // The peer goes away: the link backs off, then connects again by its timer.
+        drop(accepted);
+        spin(&mut server, "link lost", |s| {
+            !s.links[i].state().is_connected()
+        });
+        spin(&mut server, "link back", |s| {
+            s.links[i].state().is_connected()
+        });
+        peer.accept().expect("the reconnect reached the listener");
+        assert!(server.conns.is_empty());
     }
 }

@@ -10,7 +10,6 @@ use std::time::Duration;
 use super::{Server, dispatch};
 use crate::conn::Phase;
 use crate::hub::LeaveReason;
-use crate::session::Ctx;
 
 /// How often connection deadlines are checked (their resolution).
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
@@ -37,16 +36,7 @@ impl Server {
                 Phase::Open => {
                     outs.clear();
                     {
-                        let core = &self.core;
-                        let ctx = Ctx {
-                            cfg: &core.cfg,
-                            now,
-                            files: &core.files,
-                            handshake: &core.handshake,
-                            http_date: &core.http_date,
-                            stats: &core.stats_view,
-                            ws_app: core.ws_app,
-                        };
+                        let ctx = self.core.ctx();
                         conn.session.on_tick(&ctx, &mut outs);
                     }
                     if !outs.is_empty() {

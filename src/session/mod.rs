@@ -23,7 +23,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use crate::config::Config;
-use crate::hub::{LeaveReason, Message, Request};
+use crate::hub::{ErrorCode, Event, LeaveReason, Message, Request};
 use crate::proto::chat::{Stamp, encode_json, encode_text};
 use crate::proto::ws::frame::{Opcode, frame_header};
 use crate::proto::ws::handshake::{HandshakeConfig, HandshakeRequest};
@@ -211,6 +211,49 @@ impl Session {
     }
 }
 
+/// Why a client is turned away at the door, before it has a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `--max-connections` reached, or out of descriptors.
+    Full,
+    /// `--max-per-ip` reached for the client's address.
+    PerIp,
+}
+
+/// Appends the refusal a client of `port` gets: a chat-port client an error
+/// line (JSON: its mode is not known yet), a WebSocket or HTTP client a 503.
+pub fn refusal(port: Port, why: Refusal, stamp: Stamp, out: &mut Vec<u8>) {
+    let (code, text) = match why {
+        Refusal::Full => (
+            ErrorCode::ServerFull,
+            "The server is full. Please try again later.",
+        ),
+        Refusal::PerIp => (
+            ErrorCode::TooManyConnections,
+            "Too many connections from your address. Close some and try again.",
+        ),
+    };
+    match port {
+        Port::Chat => {
+            let event = Event::Error {
+                code,
+                text: text.into(),
+            };
+            encode_json(&event, stamp, out);
+            out.push(b'\n');
+        }
+        Port::Ws | Port::Http => {
+            let head = format!(
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                text.len() + 1
+            );
+            out.extend_from_slice(head.as_bytes());
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'\n');
+        }
+    }
+}
+
 /// Lazily encoded forms of one hub message: each wire format at most once,
 /// shared by every recipient of that format.
 pub struct Encoded<'a> {
@@ -277,6 +320,71 @@ impl<'a> Encoded<'a> {
                     .clone(),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_speak_each_ports_language() {
+        let stamp = Stamp::from_hms(1, 2, 3);
+        let mut out = Vec::new();
+        refusal(Port::Chat, Refusal::Full, stamp, &mut out);
+        let v: serde_json::Value =
+            serde_json::from_slice(out.strip_suffix(b"\n").expect("one line")).expect("JSON");
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["code"], "server_full");
+        assert_eq!(v["timestamp"], "01:02:03");
+
+        for port in [Port::Ws, Port::Http] {
+            out.clear();
+            refusal(port, Refusal::PerIp, stamp, &mut out);
+            let text = String::from_utf8(out.clone()).expect("UTF-8");
+            let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+            assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+            assert!(head.contains(&format!("Content-Length: {}", body.len())));
+            assert!(body.starts_with("Too many connections"));
+        }
+    }
+
+    #[test]
+    fn each_format_is_encoded_once_and_shared() {
+        let msg = Message {
+            ts_ms: 0,
+            event: Event::Chat {
+                from: "a".into(),
+                text: "hi".into(),
+            },
+        };
+        let mut enc = Encoded::new(&msg, 0);
+        let mut buf = Vec::new();
+        let a = enc.get(Format::JsonLine, &mut buf).expect("json");
+        let b = enc.get(Format::JsonLine, &mut buf).expect("json");
+        assert!(
+            Rc::ptr_eq(&a, &b),
+            "one allocation for every JSON recipient"
+        );
+        assert_eq!(&a[..], &b"{\"type\":\"message\",\"sender\":\"a\",\"message\":\"hi\",\"timestamp\":\"00:00:00\"}\n"[..]);
+        let t = enc.get(Format::Text, &mut buf).expect("text");
+        assert_eq!(&t[..], b"[00:00:00] a: hi\n");
+        let w = enc.get(Format::WsText, &mut buf).expect("ws");
+        assert_eq!(w[0], 0x81);
+        assert_eq!(&w[2..], &a[..a.len() - 1]);
+        let presence = Message {
+            ts_ms: 0,
+            event: Event::Presence {
+                joined: vec![],
+                left: vec![],
+                count: 0,
+            },
+        };
+        let mut enc = Encoded::new(&presence, 0);
+        assert!(
+            enc.get(Format::Text, &mut buf).is_none(),
+            "text mode gets no deltas"
+        );
     }
 }
 

@@ -78,9 +78,6 @@ struct Link {
     /// When the last unanswered ping was sent.
     ping_sent: Option<Instant>,
     ended: bool,
-    /// Reused buffers for events and control replies.
-    events: Vec<WsEvent>,
-    reply: Vec<u8>,
 }
 
 impl Link {
@@ -93,26 +90,35 @@ impl Link {
             last_read: ctx.now,
             ping_sent: None,
             ended: false,
-            events: Vec::new(),
-            reply: Vec::new(),
         }
     }
 
-    /// Decodes `input`; control replies go out first, events are left in
-    /// `self.events`. Returns (bytes used, closing started by this input).
-    fn decode(&mut self, input: &[u8], ctx: &Ctx<'_>, out: &mut Vec<Out>) -> (usize, bool) {
+    /// Decodes `input` into `events`; control replies go out first. Returns
+    /// (bytes used, closing started by this input). The buffers are the
+    /// caller's, so an idle WebSocket keeps no allocation of its own.
+    fn decode(
+        &mut self,
+        input: &[u8],
+        ctx: &Ctx<'_>,
+        events: &mut Vec<WsEvent>,
+        out: &mut Vec<Out>,
+    ) -> (usize, bool) {
         self.last_read = ctx.now;
         self.ping_sent = None;
-        self.events.clear();
-        self.reply.clear();
+        let mut reply = Vec::new();
         let was_closing = self.codec.is_closing();
-        let n = self
-            .codec
-            .handle_bytes(input, &mut self.events, &mut self.reply);
-        if !self.reply.is_empty() {
-            out.push(Out::Send(Rc::from(self.reply.as_slice())));
+        let n = self.codec.handle_bytes(input, events, &mut reply);
+        if !reply.is_empty() {
+            out.push(Out::Send(Rc::from(reply)));
         }
         (n, self.codec.is_closing() && !was_closing)
+    }
+
+    /// Sends what a codec call wrote (a close, a ping), if anything.
+    fn send(reply: Vec<u8>, out: &mut Vec<Out>) {
+        if !reply.is_empty() {
+            out.push(Out::Send(Rc::from(reply)));
+        }
     }
 
     /// Sends a close frame (if none went out yet) and ends the connection.
@@ -120,11 +126,9 @@ impl Link {
         if self.ended {
             return;
         }
-        self.reply.clear();
-        self.codec.close(code, reason, &mut self.reply);
-        if !self.reply.is_empty() {
-            out.push(Out::Send(Rc::from(self.reply.as_slice())));
-        }
+        let mut reply = Vec::new();
+        self.codec.close(code, reason, &mut reply);
+        Link::send(reply, out);
         self.ended = true;
         out.push(Out::End(why));
     }
@@ -160,12 +164,10 @@ impl Link {
             None if ctx.now.saturating_duration_since(self.last_read)
                 >= ctx.cfg.ws_ping_interval =>
             {
-                self.reply.clear();
-                self.codec.ping(PING_PAYLOAD, &mut self.reply);
+                let mut reply = Vec::new();
+                self.codec.ping(PING_PAYLOAD, &mut reply);
                 self.ping_sent = Some(ctx.now);
-                if !self.reply.is_empty() {
-                    out.push(Out::Send(Rc::from(self.reply.as_slice())));
-                }
+                Link::send(reply, out);
             }
             None => {}
         }
@@ -173,13 +175,10 @@ impl Link {
 
     fn on_drain(&mut self, out: &mut Vec<Out>) {
         if !self.codec.is_closing() {
-            self.reply.clear();
-            self.codec.close(
-                CloseCode::GOING_AWAY,
-                "server shutting down",
-                &mut self.reply,
-            );
-            out.push(Out::Send(Rc::from(self.reply.as_slice())));
+            let mut reply = Vec::new();
+            self.codec
+                .close(CloseCode::GOING_AWAY, "server shutting down", &mut reply);
+            Link::send(reply, out);
         }
     }
 }
@@ -204,9 +203,9 @@ impl WsChatSession {
         if self.link.ended {
             return input.len();
         }
-        let (n, closing_started) = self.link.decode(input, ctx, out);
+        let mut events = Vec::new();
+        let (n, closing_started) = self.link.decode(input, ctx, &mut events, out);
         let mut peer_closed = false;
-        let events = std::mem::take(&mut self.link.events);
         for ev in &events {
             if self.link.ended {
                 break;
@@ -227,7 +226,6 @@ impl WsChatSession {
                 WsEvent::Closed { .. } => peer_closed = true,
             }
         }
-        self.link.events = events;
         self.link.after_events(closing_started, peer_closed, out);
         if self.link.ended { input.len() } else { n }
     }
@@ -302,9 +300,10 @@ impl EchoSession {
         if self.link.ended {
             return input.len();
         }
-        let (n, closing_started) = self.link.decode(input, ctx, out);
+        let mut events = Vec::new();
+        let (n, closing_started) = self.link.decode(input, ctx, &mut events, out);
         let mut peer_closed = false;
-        for ev in &self.link.events {
+        for ev in &events {
             let (opcode, payload) = match ev {
                 WsEvent::Text(text) => (Opcode::Text, text.as_bytes()),
                 WsEvent::Binary(data) => (Opcode::Binary, data.as_slice()),
