@@ -76,7 +76,6 @@ enum Pending {
     Joined {
         conn: ConnId,
         user: UserId,
-        name: String,
     },
     JoinRefused {
         conn: ConnId,
@@ -260,10 +259,11 @@ impl Hub {
                         f(Effect::Deliver { to: &scratch, msg });
                     }
                 }
-                Pending::Joined { conn, user, name } => f(Effect::Joined {
+                // The name as of now ("" when the user left in the same turn).
+                Pending::Joined { conn, user } => f(Effect::Joined {
                     conn: *conn,
                     user: *user,
-                    name,
+                    name: self.dir.get(*user).map_or("", |u| u.name.as_str()),
                 }),
                 Pending::JoinRefused { conn, code } => f(Effect::JoinRefused {
                     conn: *conn,
@@ -333,17 +333,8 @@ impl Hub {
                 return;
             }
         };
-        self.outbox.push(Pending::Joined {
-            conn,
-            user: id,
-            name: name.to_owned(),
-        });
+        self.outbox.push(Pending::Joined { conn, user: id });
         let lobby = self.lobby;
-        let folded = self
-            .dir
-            .get(id)
-            .map(|u| u.folded.clone())
-            .unwrap_or_default();
         let member = Member {
             user: id,
             conn,
@@ -351,10 +342,11 @@ impl Hub {
             since: self.produced,
         };
         let policy = self.policy;
-        let Some(room) = self.rooms.get_mut(lobby.0 as usize) else {
+        let (Some(room), Some(user)) = (self.rooms.get_mut(lobby.0 as usize), self.dir.get(id))
+        else {
             return;
         };
-        room.add(member, name, &folded, &policy);
+        room.add(member, &user.name, &user.folded, &policy);
         let n = self.dir.len();
         let summarised = room.summarised(&policy, 0);
         let list =

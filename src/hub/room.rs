@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::directory::Directory;
+use super::directory::{Directory, User};
 use super::msg::{ConnId, Event, PresenceMode, RoomId, UserId};
 
 /// One member: the user, the connection that receives for it, and how.
@@ -162,15 +162,17 @@ impl Room {
     }
 
     /// Every member's name, sorted case-insensitively.
+    ///
+    /// Both vectors are sized up front: a list is built per joiner in a join
+    /// storm, and collecting the names in place into the sorting vector
+    /// would keep its larger, doubled buffer alive with the list.
     pub fn sorted_names(&self, dir: &Directory) -> Vec<String> {
-        let mut v: Vec<(&str, &str)> = self
-            .members
-            .iter()
-            .filter_map(|m| dir.get(m.user))
-            .map(|u| (u.folded.as_str(), u.name.as_str()))
-            .collect();
-        v.sort_unstable();
-        v.into_iter().map(|(_, n)| n.to_owned()).collect()
+        let mut v: Vec<&User> = Vec::with_capacity(self.members.len());
+        v.extend(self.members.iter().filter_map(|m| dir.get(m.user)));
+        v.sort_unstable_by(|a, b| a.folded.cmp(&b.folded));
+        let mut names = Vec::with_capacity(v.len());
+        names.extend(v.iter().map(|u| u.name.clone()));
+        names
     }
 
     /// Forgets this turn's presence changes (the server is stopping).
