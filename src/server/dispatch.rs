@@ -3,7 +3,7 @@
 //! queued, requests handed to the hub, ends and kills recorded on the
 //! connection. The server never looks at which wire a session speaks.
 
-use log::{debug, warn};
+use log::debug;
 
 use super::Core;
 use crate::conn::Conn;
@@ -22,7 +22,7 @@ pub(super) fn feed(conn: &mut Conn, hub: &mut Hub, core: &mut Core, data: &[u8])
     let mut outs = std::mem::take(&mut core.outs);
     outs.clear();
     {
-        let ctx = core.ctx();
+        let ctx = core.ctx(conn.id, conn.peer);
         if conn.inbuf.is_empty() {
             let used = conn.session.handle_bytes(data, &ctx, &mut outs);
             if let Some(rest) = data.get(used..)
@@ -76,22 +76,14 @@ fn log_end(conn: &Conn, why: LeaveReason) {
     if conn.ended.is_some() {
         return;
     }
-    match why {
-        LeaveReason::Timeout | LeaveReason::ProtocolError => warn!(
-            "{:?} {}: {} ({}), disconnecting",
-            conn.id,
-            conn.peer,
-            why.as_str(),
-            conn.protocol()
-        ),
-        _ => debug!(
-            "{:?} {}: ending ({}, {})",
-            conn.id,
-            conn.peer,
-            why.as_str(),
-            conn.protocol()
-        ),
-    }
+    // The session logged the details of a timeout or violation.
+    debug!(
+        "{:?} {}: ending ({}, {})",
+        conn.id,
+        conn.peer,
+        why.as_str(),
+        conn.protocol()
+    );
 }
 
 /// The `/stats` figures as of now (connection counts are refreshed by the sweep).

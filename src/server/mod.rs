@@ -152,8 +152,8 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    /// What sessions may read, as of this turn.
-    pub fn ctx(&self) -> crate::session::Ctx<'_> {
+    /// What a session may read, as of this turn, for connection `conn` at `peer`.
+    pub fn ctx(&self, conn: crate::hub::ConnId, peer: SocketAddr) -> crate::session::Ctx<'_> {
         crate::session::Ctx {
             cfg: &self.cfg,
             now: self.now.mono,
@@ -162,6 +162,8 @@ impl Core {
             http_date: &self.http_date,
             stats: &self.stats_view,
             ws_app: self.ws_app,
+            conn,
+            peer,
         }
     }
 }

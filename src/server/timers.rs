@@ -36,7 +36,7 @@ impl Server {
                 Phase::Open => {
                     outs.clear();
                     {
-                        let ctx = self.core.ctx();
+                        let ctx = self.core.ctx(conn.id, conn.peer);
                         conn.session.on_tick(&ctx, &mut outs);
                     }
                     if !outs.is_empty() {

@@ -14,12 +14,12 @@
 
 use std::time::Instant;
 
-use log::{debug, warn};
+use log::{debug, info, warn};
 
 use super::{Ctx, Format, Out};
 use crate::config::Config;
 use crate::hub::{ErrorCode, Event, LeaveReason, Request};
-use crate::proto::chat::{self, ClientMsg, DecodeError};
+use crate::proto::chat::{self, ClientMsg};
 use crate::proto::line::{LineDecoder, LineError};
 
 /// The text-mode `/help` answer.
@@ -59,18 +59,21 @@ impl ChatSession {
     }
 
     /// Decodes every complete line of `input` (unless paused); returns the bytes used.
-    pub fn handle_bytes(&mut self, input: &[u8], _ctx: &Ctx<'_>, out: &mut Vec<Out>) -> usize {
+    pub fn handle_bytes(&mut self, input: &[u8], ctx: &Ctx<'_>, out: &mut Vec<Out>) -> usize {
         let mut used = 0;
         while !self.ended && !self.join_pending {
             let rest = input.get(used..).unwrap_or_default();
             match self.lines.decode(rest) {
                 Ok(Some((n, line))) => {
                     used += n;
-                    self.line(line, out);
+                    self.line(line, ctx, out);
                 }
                 Ok(None) => break,
                 Err(LineError::TooLong { max }) => {
-                    warn!("line over {max} bytes, disconnecting");
+                    warn!(
+                        "{:?} {}: line over {max} bytes, disconnecting",
+                        ctx.conn, ctx.peer
+                    );
                     if self.mode == Mode::Detect {
                         // No line yet, so no format: pick it as a finished first line
                         // would, or the error could not be delivered.
@@ -94,7 +97,7 @@ impl ChatSession {
         if self.ended { input.len() } else { used }
     }
 
-    fn line(&mut self, line: &[u8], out: &mut Vec<Out>) {
+    fn line(&mut self, line: &[u8], ctx: &Ctx<'_>, out: &mut Vec<Out>) {
         let blank = line.iter().all(u8::is_ascii_whitespace);
         let decoded = match self.mode {
             // Blank lines before the first real one (telnet) are ignored.
@@ -105,7 +108,7 @@ impl ChatSession {
             }
             Mode::Detect => {
                 self.mode = Mode::Text;
-                debug!("plain-text client");
+                info!("{:?} {}: plain-text client", ctx.conn, ctx.peer);
                 chat::decode_text_name(line)
             }
             Mode::Json => chat::decode_json(line),
@@ -115,13 +118,11 @@ impl ChatSession {
         };
         match decoded {
             Ok(msg) => self.request(msg, out),
-            Err(e) => self.refuse(&e, out),
+            Err(e) => {
+                debug!("{:?} {}: bad input: {e}", ctx.conn, ctx.peer);
+                out.push(Out::Hub(Request::Reply(e.to_event())));
+            }
         }
-    }
-
-    fn refuse(&mut self, e: &DecodeError, out: &mut Vec<Out>) {
-        debug!("bad input: {e}");
-        out.push(Out::Hub(Request::Reply(e.to_event())));
     }
 
     fn request(&mut self, msg: ClientMsg, out: &mut Vec<Out>) {
@@ -155,7 +156,10 @@ impl ChatSession {
     /// The first-line deadline.
     pub fn on_tick(&mut self, ctx: &Ctx<'_>, out: &mut Vec<Out>) {
         if !self.ended && self.deadline.is_some_and(|d| ctx.now >= d) {
-            warn!("no join within the first-line timeout, disconnecting");
+            warn!(
+                "{:?} {}: no join within the first-line timeout, disconnecting",
+                ctx.conn, ctx.peer
+            );
             self.ended = true;
             out.push(Out::Kill(LeaveReason::Timeout));
         }

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::rc::Rc;
 use std::time::Instant;
 
-use log::debug;
+use log::{debug, warn};
 
 use super::{Ctx, Out, StatsView, Step};
 use crate::config::Config;
@@ -58,7 +58,7 @@ impl HttpSession {
                     used += n;
                 }
                 Err(e) => {
-                    debug!("bad HTTP request: {e}");
+                    debug!("{:?} {}: bad HTTP request: {e}", ctx.conn, ctx.peer);
                     send(out, &http::error(e.status()), false, true, ctx.http_date);
                     self.end(out);
                 }
@@ -85,7 +85,10 @@ impl HttpSession {
                 Ok(Some((_, ws_req))) => return Some(ws_req),
                 Ok(None) => send(out, &http::error(400), false, true, ctx.http_date),
                 Err(e) => {
-                    debug!("WebSocket handshake refused: {e}");
+                    warn!(
+                        "{:?} {}: WebSocket handshake refused: {e}",
+                        ctx.conn, ctx.peer
+                    );
                     out.push(Out::Send(Rc::from(e.response())));
                 }
             }
@@ -130,7 +133,7 @@ impl HttpSession {
             return;
         }
         if self.partial {
-            debug!("request timed out");
+            debug!("{:?} {}: request timed out", ctx.conn, ctx.peer);
             send(out, &http::error(408), false, true, ctx.http_date);
             self.end(out);
         } else {

@@ -19,11 +19,12 @@ pub mod chat;
 pub mod http;
 pub mod ws;
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
 use crate::config::Config;
-use crate::hub::{ErrorCode, Event, LeaveReason, Message, Request};
+use crate::hub::{ConnId, ErrorCode, Event, LeaveReason, Message, Request};
 use crate::proto::chat::{Stamp, encode_json, encode_text};
 use crate::proto::ws::frame::{Opcode, frame_header};
 use crate::proto::ws::handshake::{HandshakeConfig, HandshakeRequest};
@@ -75,6 +76,9 @@ pub struct Ctx<'a> {
     pub http_date: &'a str,
     pub stats: &'a StatsView,
     pub ws_app: WsApp,
+    /// The connection this call is about, for log lines.
+    pub conn: ConnId,
+    pub peer: SocketAddr,
 }
 
 /// The encoding a chat participant receives hub messages in.
@@ -150,7 +154,12 @@ impl Session {
                         WsApp::Chat => Session::Ws(Box::new(ws::WsChatSession::new(ctx))),
                         WsApp::Echo => Session::Echo(Box::new(ws::EchoSession::new(ctx))),
                     };
-                    log::debug!("WebSocket open on {}", req.path);
+                    log::debug!(
+                        "{:?} {}: WebSocket open on {}",
+                        ctx.conn,
+                        ctx.peer,
+                        req.path
+                    );
                     if used >= input.len() {
                         return used;
                     }
@@ -427,6 +436,8 @@ pub(crate) mod testing {
                 http_date: "Thu, 01 Jan 1970 00:00:00 GMT",
                 stats: &self.stats,
                 ws_app: self.ws_app,
+                conn: ConnId { key: 0, serial: 0 },
+                peer: SocketAddr::from(([127, 0, 0, 1], 1)),
             }
         }
     }

@@ -16,7 +16,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use log::debug;
+use log::{debug, warn};
 
 use super::{Ctx, Format, Out, Step};
 use crate::config::Config;
@@ -53,7 +53,10 @@ impl HandshakeSession {
             Ok(None) => Step::Used(0),
             Ok(Some((n, req))) => Step::Upgrade(n, req),
             Err(e) => {
-                debug!("WebSocket handshake refused: {e}");
+                warn!(
+                    "{:?} {}: WebSocket handshake refused: {e}",
+                    ctx.conn, ctx.peer
+                );
                 out.push(Out::Send(Rc::from(e.response())));
                 out.push(Out::End(LeaveReason::ProtocolError));
                 self.ended = true;
@@ -64,6 +67,10 @@ impl HandshakeSession {
 
     pub fn on_tick(&mut self, ctx: &Ctx<'_>, out: &mut Vec<Out>) {
         if !self.ended && ctx.now >= self.deadline {
+            warn!(
+                "{:?} {}: no WebSocket handshake in time, disconnecting",
+                ctx.conn, ctx.peer
+            );
             self.ended = true;
             out.push(Out::Kill(LeaveReason::Timeout));
         }
@@ -135,14 +142,22 @@ impl Link {
 
     /// After the events of one input: a close that came with it ends the
     /// connection (a clean close handshake is a voluntary leave).
-    fn after_events(&mut self, closing_started: bool, peer_closed: bool, out: &mut Vec<Out>) {
+    fn after_events(
+        &mut self,
+        closing_started: bool,
+        peer_closed: bool,
+        ctx: &Ctx<'_>,
+        out: &mut Vec<Out>,
+    ) {
         if closing_started && !self.ended {
             self.ended = true;
             if peer_closed {
                 out.push(Out::End(LeaveReason::Exit));
             } else {
-                debug!(
-                    "WebSocket protocol violation, closed with {:?}",
+                warn!(
+                    "{:?} {}: WebSocket protocol violation, closed with {:?}",
+                    ctx.conn,
+                    ctx.peer,
                     self.codec.close_sent_code()
                 );
                 out.push(Out::End(LeaveReason::ProtocolError));
@@ -157,6 +172,10 @@ impl Link {
         }
         match self.ping_sent {
             Some(sent) if ctx.now.saturating_duration_since(sent) >= ctx.cfg.ws_pong_timeout => {
+                warn!(
+                    "{:?} {}: no pong in time, disconnecting",
+                    ctx.conn, ctx.peer
+                );
                 self.ended = true;
                 out.push(Out::Kill(LeaveReason::Timeout));
             }
@@ -226,7 +245,8 @@ impl WsChatSession {
                 WsEvent::Closed { .. } => peer_closed = true,
             }
         }
-        self.link.after_events(closing_started, peer_closed, out);
+        self.link
+            .after_events(closing_started, peer_closed, ctx, out);
         if self.link.ended { input.len() } else { n }
     }
 
@@ -250,7 +270,7 @@ impl WsChatSession {
     pub fn on_tick(&mut self, ctx: &Ctx<'_>, out: &mut Vec<Out>) {
         if self.deadline.is_some_and(|d| ctx.now >= d) {
             self.deadline = None;
-            debug!("no join in time, closing");
+            debug!("{:?} {}: no join in time, closing", ctx.conn, ctx.peer);
             self.link
                 .close(CloseCode::POLICY, "join timeout", LeaveReason::Timeout, out);
             return;
@@ -317,7 +337,8 @@ impl EchoSession {
             encode_frame(opcode, payload, &mut frame);
             out.push(Out::Send(Rc::from(frame)));
         }
-        self.link.after_events(closing_started, peer_closed, out);
+        self.link
+            .after_events(closing_started, peer_closed, ctx, out);
         if self.link.ended { input.len() } else { n }
     }
 

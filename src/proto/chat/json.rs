@@ -192,28 +192,10 @@ pub fn looks_like_json(line: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_util::{T, join, msg, names};
     use super::super::{ErrorCode, decode_text, decode_text_name};
     use super::*;
     use crate::proto::json::JsonError;
-
-    const T: Stamp = Stamp(*b"12:00:01");
-
-    fn msg(text: &str) -> Result<ClientMsg, DecodeError> {
-        Ok(ClientMsg::Message {
-            text: text.to_owned(),
-        })
-    }
-
-    fn join(name: &str, presence: bool) -> Result<ClientMsg, DecodeError> {
-        Ok(ClientMsg::Join {
-            name: name.to_owned(),
-            features: Features { presence },
-        })
-    }
-
-    fn names(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
-    }
 
     fn json_of(body: Event) -> String {
         let mut out = Vec::new();

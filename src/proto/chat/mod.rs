@@ -230,18 +230,44 @@ pub(crate) fn text_len_hint(event: &Event) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proto::json::JsonError;
-    use proptest::prelude::*;
+pub(crate) mod test_util {
+    //! Helpers shared by the JSON and text mapping tests.
+    use super::{ClientMsg, DecodeError, Features, Stamp};
 
-    const T: Stamp = Stamp(*b"12:00:01");
+    /// A fixed stamp for byte-exact expectations.
+    pub const T: Stamp = Stamp(*b"12:00:01");
 
-    fn msg(text: &str) -> Result<ClientMsg, DecodeError> {
+    pub fn msg(text: &str) -> Result<ClientMsg, DecodeError> {
         Ok(ClientMsg::Message {
             text: text.to_owned(),
         })
     }
+
+    pub fn pm(to: &str, text: &str) -> Result<ClientMsg, DecodeError> {
+        Ok(ClientMsg::Private {
+            to: to.to_owned(),
+            text: text.to_owned(),
+        })
+    }
+
+    pub fn join(name: &str, presence: bool) -> Result<ClientMsg, DecodeError> {
+        Ok(ClientMsg::Join {
+            name: name.to_owned(),
+            features: Features { presence },
+        })
+    }
+
+    pub fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_util::{T, msg};
+    use super::*;
+    use crate::proto::json::JsonError;
+    use proptest::prelude::*;
 
     #[test]
     fn stamp_formats_hh_mm_ss_modulo_ranges() {

@@ -203,34 +203,9 @@ fn split_word(s: &str) -> (&str, &str) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_util::{T, join, msg, names, pm};
     use super::*;
     use crate::hub::ErrorCode;
-
-    const T: Stamp = Stamp(*b"12:00:01");
-
-    fn msg(text: &str) -> Result<ClientMsg, DecodeError> {
-        Ok(ClientMsg::Message {
-            text: text.to_owned(),
-        })
-    }
-
-    fn pm(to: &str, text: &str) -> Result<ClientMsg, DecodeError> {
-        Ok(ClientMsg::Private {
-            to: to.to_owned(),
-            text: text.to_owned(),
-        })
-    }
-
-    fn join(name: &str, presence: bool) -> Result<ClientMsg, DecodeError> {
-        Ok(ClientMsg::Join {
-            name: name.to_owned(),
-            features: Features { presence },
-        })
-    }
-
-    fn names(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
-    }
 
     fn text_of(body: Event) -> String {
         let mut out = Vec::new();
