@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use slab::Slab;
 
-use super::msg::{ConnId, PresenceMode, UserId};
+use super::msg::{ConnId, Features, PresenceMode, RoomId, UserId};
 use super::names::{self, NameError};
 
 /// One online user.
@@ -22,6 +22,10 @@ pub struct User {
     pub folded: String,
     pub conn: ConnId,
     pub mode: PresenceMode,
+    pub features: Features,
+    /// Rooms the user is in, in joining order; the last is the current one
+    /// (where requests without a room go).
+    pub rooms: Vec<RoomId>,
     /// Rate-limit bucket.
     pub tokens: f64,
     pub refilled: Instant,
@@ -52,6 +56,13 @@ impl Directory {
         Directory::default()
     }
 
+    /// Every online user.
+    pub fn iter(&self) -> impl Iterator<Item = (UserId, &User)> {
+        self.users
+            .iter()
+            .map(|(k, u)| (UserId(u32::try_from(k).unwrap_or(u32::MAX)), u))
+    }
+
     /// Online users.
     pub fn len(&self) -> usize {
         self.users.len()
@@ -79,17 +90,24 @@ impl Directory {
         &mut self,
         conn: ConnId,
         name: &str,
-        mode: PresenceMode,
+        features: Features,
         tokens: f64,
         now: Instant,
     ) -> Result<UserId, ClaimError> {
         let folded = self.check(conn, name)?;
         let slot = usize::try_from(conn.key).map_err(|_| ClaimError::AlreadyBound)?;
+        let mode = if features.presence {
+            PresenceMode::Deltas
+        } else {
+            PresenceMode::FullLists
+        };
         let key = self.users.insert(User {
             name: name.to_owned(),
             folded: folded.clone(),
             conn,
             mode,
+            features,
+            rooms: Vec::new(),
             tokens,
             refilled: now,
         });
@@ -161,7 +179,16 @@ mod tests {
     }
 
     fn claim(d: &mut Directory, key: u32, name: &str) -> Result<UserId, ClaimError> {
-        d.claim(conn(key), name, PresenceMode::Deltas, 0.0, Instant::now())
+        d.claim(
+            conn(key),
+            name,
+            Features {
+                presence: true,
+                ..Features::default()
+            },
+            0.0,
+            Instant::now(),
+        )
     }
 
     #[test]
@@ -209,14 +236,8 @@ mod tests {
         claim(&mut d, 3, "first").expect("claim");
         d.release(conn(3));
         let newer = ConnId { key: 3, serial: 99 };
-        d.claim(
-            newer,
-            "second",
-            PresenceMode::FullLists,
-            0.0,
-            Instant::now(),
-        )
-        .expect("claim");
+        d.claim(newer, "second", Features::default(), 0.0, Instant::now())
+            .expect("claim");
         assert_eq!(d.user_of(conn(3)), None);
         assert!(d.release(conn(3)).is_none());
         assert!(d.user_of(newer).is_some());

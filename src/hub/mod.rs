@@ -23,19 +23,28 @@ pub mod directory;
 pub mod msg;
 pub mod names;
 pub mod room;
+pub mod rooms;
 
+use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+use slab::Slab;
 
 pub use msg::{
     ConnId, Effect, ErrorCode, Event, Features, LeaveReason, Message, Now, PresenceMode, Request,
-    RoomId, UserId,
+    RoomId, RoomInfo, RoomLimits, RoomTag, Since, UserId,
 };
 
 use directory::{ClaimError, Directory};
 use room::{Audience, Member, Room, SummaryPolicy};
+use rooms::{MAX_ROOM_NAME_CHARS, MAX_TOPIC_BYTES, fold_room};
 
 /// The room everyone is in.
 pub const LOBBY: &str = "#lobby";
+
+/// Most rooms listed in one `room_list`.
+const MAX_LISTED_ROOMS: usize = 100;
 
 /// Hub settings (a slice of the server's `Config`).
 #[derive(Debug, Clone)]
@@ -46,6 +55,24 @@ pub struct HubConfig {
     pub summary_interval: Duration,
     /// Chat messages per second allowed per user (burst of the same size); 0 = unlimited.
     pub rate_limit_per_sec: u32,
+    /// Rooms one user may be in at once.
+    pub max_rooms_per_user: usize,
+    /// Rooms the server holds at once.
+    pub max_rooms: usize,
+    /// Users may create rooms by joining them (else only the permanent ones exist).
+    pub room_create: bool,
+    /// Rooms that always exist (`--room`), besides `#lobby`.
+    pub permanent_rooms: Vec<String>,
+    /// Lobby messages replayed to clients without the rooms feature on joining.
+    pub legacy_replay: usize,
+    /// Messages replayed on joining a room.
+    pub replay_count: usize,
+    /// Recent messages each room keeps in memory.
+    pub ring_capacity: usize,
+    /// Most messages one history page carries.
+    pub max_history_page: usize,
+    /// The history's identity: a `since` from another epoch cannot be served exactly.
+    pub epoch: String,
 }
 
 impl Default for HubConfig {
@@ -54,6 +81,15 @@ impl Default for HubConfig {
             summary_above_users: 1000,
             summary_interval: Duration::from_secs(5),
             rate_limit_per_sec: 0,
+            max_rooms_per_user: 20,
+            max_rooms: 10_000,
+            room_create: true,
+            permanent_rooms: Vec::new(),
+            legacy_replay: 0,
+            replay_count: 50,
+            ring_capacity: 1000,
+            max_history_page: 200,
+            epoch: "0".into(),
         }
     }
 }
@@ -61,8 +97,16 @@ impl Default for HubConfig {
 /// Who a produced message is for, resolved when drained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
-    Conn(ConnId),
-    Room(RoomId, Audience),
+    /// One connection; `rooms`: it gets the rooms form.
+    Conn { conn: ConnId, rooms: bool },
+    /// Members of a room; `rooms_only`: members without the rooms feature skip it.
+    Room {
+        room: RoomId,
+        aud: Audience,
+        rooms_only: bool,
+    },
+    /// Everyone online.
+    Everyone,
 }
 
 /// An effect as stored until drained.
@@ -70,9 +114,10 @@ enum Target {
 enum Pending {
     Deliver {
         to: Target,
-        msg: Message,
+        msg: Rc<Message>,
         seq: u64,
     },
+    Persist(Rc<Message>),
     Joined {
         conn: ConnId,
         user: UserId,
@@ -95,43 +140,69 @@ pub struct Hub {
     cfg: HubConfig,
     policy: SummaryPolicy,
     dir: Directory,
-    rooms: Vec<Room>,
+    rooms: Slab<Room>,
+    room_names: HashMap<Rc<str>, RoomId>,
     lobby: RoomId,
+    epoch: Rc<str>,
+    /// Rooms with presence work for the end of the turn.
+    dirty_rooms: Vec<RoomId>,
     outbox: Vec<Pending>,
     /// Messages produced since start (the next message's sequence number).
     produced: u64,
     relayed: u64,
     /// The server is stopping: users leave without notices or list updates.
     closing: bool,
-    /// Reused recipient list for draining.
-    scratch: Vec<ConnId>,
+    /// Reused recipient lists for draining.
+    plain: Vec<ConnId>,
+    fancy: Vec<ConnId>,
 }
 
 impl Hub {
-    /// An empty hub with its lobby.
+    /// An empty hub with its lobby and the permanent rooms.
     pub fn new(cfg: HubConfig) -> Hub {
         let policy = SummaryPolicy {
             above_users: cfg.summary_above_users,
             interval: cfg.summary_interval,
         };
-        let lobby = RoomId(0);
-        Hub {
+        let epoch = Rc::from(cfg.epoch.as_str());
+        let mut hub = Hub {
             cfg,
             policy,
             dir: Directory::new(),
-            rooms: vec![Room::new(lobby, LOBBY)],
-            lobby,
+            rooms: Slab::new(),
+            room_names: HashMap::new(),
+            lobby: RoomId(0),
+            epoch,
+            dirty_rooms: Vec::new(),
             outbox: Vec::new(),
             produced: 0,
             relayed: 0,
             closing: false,
-            scratch: Vec::new(),
+            plain: Vec::new(),
+            fancy: Vec::new(),
+        };
+        hub.lobby = hub.create_room(LOBBY, true);
+        for name in hub.cfg.permanent_rooms.clone() {
+            if let Some(folded) = fold_room(&name) {
+                let id = hub
+                    .room_id(&folded)
+                    .unwrap_or_else(|| hub.create_room(&folded, true));
+                if let Some(r) = hub.rooms.get_mut(id.0 as usize) {
+                    r.permanent = true;
+                }
+            }
         }
+        hub
     }
 
     /// Users online.
     pub fn user_count(&self) -> usize {
         self.dir.len()
+    }
+
+    /// Rooms that exist.
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
     }
 
     /// Chat and private messages relayed since start.
@@ -146,14 +217,54 @@ impl Hub {
         self.dir.get(id).map(|u| u.name.as_str())
     }
 
+    /// Rebuilds a room's history from the durable log at start-up: `msg` is a
+    /// chat line or topic change with its room tag (chat lines with their
+    /// `seq`). Creates the room if needed (beyond the room limit, skipped).
+    pub fn restore(&mut self, msg: Message) {
+        let Some(tag) = msg.room.clone() else {
+            return;
+        };
+        let Some(folded) = fold_room(&tag.name) else {
+            return;
+        };
+        let id = match self.room_id(&folded) {
+            Some(id) => id,
+            None if self.rooms.len() < self.cfg.max_rooms => self.create_room(&folded, false),
+            None => return,
+        };
+        let Some(room) = self.rooms.get_mut(id.0 as usize) else {
+            return;
+        };
+        match (&msg.event, tag.seq) {
+            (Event::Topic { topic, .. }, _) => room.topic = topic.clone(),
+            (Event::Chat { .. }, Some(seq)) if seq > room.seq => {
+                room.seq = seq;
+                room.remember(Rc::new(msg));
+            }
+            _ => {}
+        }
+    }
+
     /// One request from `conn`.
     pub fn handle(&mut self, conn: ConnId, req: Request, now: Now) {
         match req {
             Request::Join { name, features } => self.join(conn, &name, features, now),
-            Request::Say { text } => self.say(conn, text, now),
+            Request::Say { room, text } => self.say(conn, room.as_deref(), text, now),
             Request::Private { to, text } => self.private(conn, &to, text, now),
             Request::Who => self.who(conn, now),
-            Request::Reply(event) => self.push(Target::Conn(conn), now, event),
+            Request::Reply(event) => {
+                let to = self.to_conn(conn);
+                self.push(to, now, event);
+            }
+            Request::RoomJoin { room, since } => self.room_join(conn, &room, since, now),
+            Request::RoomLeave { room } => self.room_leave(conn, room.as_deref(), now),
+            Request::Rooms => self.room_list(conn, now),
+            Request::Topic { room, topic } => self.topic(conn, room.as_deref(), topic, now),
+            Request::History {
+                room,
+                before,
+                limit,
+            } => self.history(conn, room.as_deref(), before, limit, now),
         }
     }
 
@@ -170,64 +281,69 @@ impl Hub {
             why,
         });
         let silent = self.closing;
-        let mut notices = Vec::new();
-        for room in &mut self.rooms {
-            if room
-                .remove(id, &user.name, &user.folded, &self.policy, silent)
-                .is_some()
-                && !silent
-                && !room.summarised(&self.policy, 1)
-            {
-                notices.push(room.id);
-            }
-        }
-        for room in notices {
-            let text = if why.is_voluntary() {
-                format!("Client {} has left the chat.", user.name)
-            } else {
-                format!("Client {} disconnected unexpectedly.", user.name)
+        for room_id in &user.rooms {
+            let Some(room) = self.rooms.get_mut(room_id.0 as usize) else {
+                continue;
             };
-            self.push(
-                Target::Room(room, Audience::All),
-                now,
-                Event::Notice { text },
-            );
+            let removed = room
+                .remove(id, &user.name, &user.folded, &self.policy, silent)
+                .is_some();
+            if !removed || silent {
+                continue;
+            }
+            let announce = !room.summarised(&self.policy, 1);
+            self.mark_dirty(*room_id);
+            if announce {
+                let text = if why.is_voluntary() {
+                    format!("Client {} has left the chat.", user.name)
+                } else {
+                    format!("Client {} disconnected unexpectedly.", user.name)
+                };
+                self.push(Self::to_room(*room_id), now, Event::Notice { text });
+            }
+            self.drop_room_if_unused(*room_id);
         }
     }
 
     /// The server is stopping: everyone online gets `text` as a notice, and
     /// from now on users leave silently (no leave notices, no list updates).
     pub fn shutdown(&mut self, text: String, now: Now) {
-        // Everyone is in the lobby.
-        self.push(
-            Target::Room(self.lobby, Audience::All),
-            now,
-            Event::Notice { text },
-        );
+        self.push(Target::Everyone, now, Event::Notice { text });
         self.closing = true;
-        for room in &mut self.rooms {
+        for (_, room) in self.rooms.iter_mut() {
             room.forget_touched();
         }
+        self.dirty_rooms.clear();
     }
 
-    /// Once per loop turn: each room's debounced presence updates and, in
-    /// summary mode, its summary when due.
+    /// Once per loop turn: each changed room's debounced presence updates
+    /// and, in summary mode, its summary when due.
     pub fn end_turn(&mut self, now: Now) {
         if self.closing {
-            for room in &mut self.rooms {
-                room.forget_touched();
-            }
             return;
         }
-        for i in 0..self.rooms.len() {
-            let Some(room) = self.rooms.get_mut(i) else {
+        let dirty = std::mem::take(&mut self.dirty_rooms);
+        let mut again = Vec::new();
+        for id in dirty {
+            let Some(room) = self.rooms.get_mut(id.0 as usize) else {
                 continue;
             };
-            let id = room.id;
             let out = room.end_turn(&self.dir, &self.policy, now.mono);
-            for (aud, event) in out {
-                self.push(Target::Room(id, aud), now, event);
+            if room.in_summary_mode() {
+                // Summaries are due on a timer: keep visiting the room.
+                again.push(id);
             }
+            for (aud, event) in out {
+                let to = Target::Room {
+                    room: id,
+                    aud,
+                    rooms_only: false,
+                };
+                self.push(to, now, event);
+            }
+        }
+        for id in again {
+            self.mark_dirty(id);
         }
     }
 
@@ -235,30 +351,62 @@ impl Hub {
     /// the module docs), and forgets them.
     pub fn drain_effects(&mut self, mut f: impl FnMut(Effect<'_>)) {
         let mut outbox = std::mem::take(&mut self.outbox);
-        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut plain = std::mem::take(&mut self.plain);
+        let mut fancy = std::mem::take(&mut self.fancy);
         for p in &outbox {
             match p {
                 Pending::Deliver {
-                    to: Target::Conn(c),
+                    to: Target::Conn { conn, rooms },
                     msg,
                     ..
                 } => f(Effect::Deliver {
-                    to: std::slice::from_ref(c),
+                    to: std::slice::from_ref(conn),
                     msg,
+                    rooms: *rooms,
                 }),
-                Pending::Deliver {
-                    to: Target::Room(room, aud),
-                    msg,
-                    seq,
-                } => {
-                    scratch.clear();
-                    if let Some(r) = self.room(*room) {
-                        r.resolve(*aud, *seq, &mut scratch);
+                Pending::Deliver { to, msg, seq } => {
+                    plain.clear();
+                    fancy.clear();
+                    match to {
+                        Target::Room {
+                            room,
+                            aud,
+                            rooms_only,
+                        } => {
+                            if let Some(r) = self.rooms.get(room.0 as usize) {
+                                r.resolve(*aud, *seq, &mut plain, &mut fancy);
+                            }
+                            if *rooms_only {
+                                plain.clear();
+                            }
+                        }
+                        Target::Everyone => {
+                            for (_, u) in self.dir.iter() {
+                                if u.features.rooms {
+                                    fancy.push(u.conn);
+                                } else {
+                                    plain.push(u.conn);
+                                }
+                            }
+                        }
+                        Target::Conn { .. } => {}
                     }
-                    if !scratch.is_empty() {
-                        f(Effect::Deliver { to: &scratch, msg });
+                    if !plain.is_empty() {
+                        f(Effect::Deliver {
+                            to: &plain,
+                            msg,
+                            rooms: false,
+                        });
+                    }
+                    if !fancy.is_empty() {
+                        f(Effect::Deliver {
+                            to: &fancy,
+                            msg,
+                            rooms: true,
+                        });
                     }
                 }
+                Pending::Persist(msg) => f(Effect::Persist { msg }),
                 // The name as of now ("" when the user left in the same turn).
                 Pending::Joined { conn, user } => f(Effect::Joined {
                     conn: *conn,
@@ -286,7 +434,8 @@ impl Hub {
         if self.outbox.is_empty() {
             self.outbox = outbox;
         }
-        self.scratch = scratch;
+        self.plain = plain;
+        self.fancy = fancy;
     }
 
     /// True when effects are waiting to be drained.
@@ -294,18 +443,68 @@ impl Hub {
         !self.outbox.is_empty()
     }
 
-    fn room(&self, id: RoomId) -> Option<&Room> {
-        self.rooms.get(id.0 as usize)
+    fn room_id(&self, folded: &str) -> Option<RoomId> {
+        self.room_names.get(folded).copied()
+    }
+
+    fn create_room(&mut self, folded: &str, permanent: bool) -> RoomId {
+        let entry = self.rooms.vacant_entry();
+        let id = RoomId(u32::try_from(entry.key()).unwrap_or(u32::MAX));
+        let mut room = Room::new(id, folded, self.cfg.ring_capacity);
+        room.permanent = permanent;
+        self.room_names.insert(room.name.clone(), id);
+        entry.insert(room);
+        id
+    }
+
+    /// A room with no members and no history, and not permanent, is forgotten.
+    fn drop_room_if_unused(&mut self, id: RoomId) {
+        let unused = self
+            .rooms
+            .get(id.0 as usize)
+            .is_some_and(|r| r.is_empty() && !r.permanent && !r.has_history());
+        if unused {
+            let room = self.rooms.remove(id.0 as usize);
+            self.room_names.remove(&room.name);
+            self.dirty_rooms.retain(|r| *r != id);
+        }
+    }
+
+    fn mark_dirty(&mut self, id: RoomId) {
+        if !self.dirty_rooms.contains(&id) {
+            self.dirty_rooms.push(id);
+        }
+    }
+
+    fn to_room(room: RoomId) -> Target {
+        Target::Room {
+            room,
+            aud: Audience::All,
+            rooms_only: false,
+        }
+    }
+
+    fn to_conn(&self, conn: ConnId) -> Target {
+        let rooms = self
+            .dir
+            .user_of(conn)
+            .and_then(|id| self.dir.get(id))
+            .is_some_and(|u| u.features.rooms);
+        Target::Conn { conn, rooms }
+    }
+
+    fn limits(&self) -> RoomLimits {
+        RoomLimits {
+            rooms_per_user: self.cfg.max_rooms_per_user,
+            rooms_per_server: self.cfg.max_rooms,
+            topic_bytes: MAX_TOPIC_BYTES,
+            name_chars: MAX_ROOM_NAME_CHARS,
+        }
     }
 
     fn join(&mut self, conn: ConnId, name: &str, features: Features, now: Now) {
-        let mode = if features.presence {
-            PresenceMode::Deltas
-        } else {
-            PresenceMode::FullLists
-        };
         let tokens = f64::from(self.cfg.rate_limit_per_sec);
-        let id = match self.dir.claim(conn, name, mode, tokens, now.mono) {
+        let id = match self.dir.claim(conn, name, features, tokens, now.mono) {
             Ok(id) => id,
             Err(ClaimError::AlreadyBound) => {
                 let current = self.name_of(conn).unwrap_or_default();
@@ -335,44 +534,160 @@ impl Hub {
         };
         self.outbox.push(Pending::Joined { conn, user: id });
         let lobby = self.lobby;
-        let member = Member {
-            user: id,
-            conn,
-            mode,
-            since: self.produced,
-        };
-        let policy = self.policy;
-        let (Some(room), Some(user)) = (self.rooms.get_mut(lobby.0 as usize), self.dir.get(id))
-        else {
+        let Some(mode) = self.enter(id, lobby) else {
             return;
         };
-        room.add(member, &user.name, &user.folded, &policy);
         let n = self.dir.len();
-        let summarised = room.summarised(&policy, 0);
-        let list =
-            (mode == PresenceMode::Deltas && !summarised).then(|| room.sorted_names(&self.dir));
+        let summarised = self
+            .rooms
+            .get(lobby.0 as usize)
+            .is_some_and(|r| r.summarised(&self.policy, 0));
+        let list = (mode == PresenceMode::Deltas && !summarised)
+            .then(|| {
+                self.rooms
+                    .get(lobby.0 as usize)
+                    .map(|r| r.sorted_names(&self.dir))
+            })
+            .flatten();
         let welcome = format!(
             "Welcome {name}! You are now connected to the chat. {n} user{} online.",
             if n == 1 { "" } else { "s" }
         );
+        let to = Target::Conn {
+            conn,
+            rooms: features.rooms,
+        };
+        let limits = features.rooms.then(|| self.limits());
         self.push(
-            Target::Conn(conn),
+            to,
             now,
             Event::Info {
                 text: welcome,
                 user: Some(name.to_owned()),
+                limits,
             },
         );
         if let Some(users) = list {
-            self.push(Target::Conn(conn), now, Event::UserList { users });
+            self.push_in(to, lobby, now, Event::UserList { users });
+        }
+        if features.rooms {
+            self.room_joined(conn, lobby, true, now);
+            if features.history {
+                self.replay(conn, lobby, None, now);
+            }
+        } else {
+            let n = if features.history {
+                self.cfg.replay_count
+            } else {
+                self.cfg.legacy_replay
+            };
+            self.legacy_replay(conn, n, now);
         }
         if !summarised {
             let text = format!("Client {name} has joined the chat.");
-            self.push(
-                Target::Room(lobby, Audience::All),
-                now,
-                Event::Notice { text },
-            );
+            self.push(Self::to_room(lobby), now, Event::Notice { text });
+        }
+    }
+
+    /// Adds user `id` to room `room` (no checks, no messages); its presence
+    /// mode, or `None` when either is gone.
+    fn enter(&mut self, id: UserId, room_id: RoomId) -> Option<PresenceMode> {
+        let produced = self.produced;
+        let policy = self.policy;
+        let (room, user) = (self.rooms.get_mut(room_id.0 as usize)?, self.dir.get(id)?);
+        let member = Member {
+            user: id,
+            conn: user.conn,
+            mode: user.mode,
+            rooms: user.features.rooms,
+            since: produced,
+        };
+        room.add(member, &user.name, &user.folded, &policy);
+        let mode = user.mode;
+        if let Some(u) = self.dir.get_mut(id) {
+            u.rooms.retain(|r| *r != room_id);
+            u.rooms.push(room_id);
+        }
+        self.mark_dirty(room_id);
+        Some(mode)
+    }
+
+    /// `room_joined` for `conn`, who is now in `room_id` (`auto`: on joining the server).
+    fn room_joined(&mut self, conn: ConnId, room_id: RoomId, auto: bool, now: Now) {
+        let Some(room) = self.rooms.get(room_id.0 as usize) else {
+            return;
+        };
+        let count = room.len();
+        let users = (!room.summarised(&self.policy, 0)).then(|| room.sorted_names(&self.dir));
+        let event = Event::RoomJoined {
+            room: room.name.clone(),
+            topic: room.topic.clone(),
+            users,
+            count,
+            epoch: self.epoch.clone(),
+            seq: room.seq,
+            auto,
+        };
+        self.push_in(Target::Conn { conn, rooms: true }, room_id, now, event);
+    }
+
+    /// The replay on joining a room: everything after `since` when it can be
+    /// served exactly, else the newest messages with `gap` set.
+    fn replay(&mut self, conn: ConnId, room_id: RoomId, since: Option<Since>, now: Now) {
+        let Some(room) = self.rooms.get(room_id.0 as usize) else {
+            return;
+        };
+        let exact = since.as_ref().filter(|s| {
+            *s.epoch == *self.epoch && s.seq <= room.seq && s.seq + 1 >= room.oldest_in_memory()
+        });
+        let (messages, gap) = match exact {
+            Some(s) => (room.after(s.seq), false),
+            None => (
+                room.before(room.seq + 1, self.cfg.replay_count),
+                since.is_some(),
+            ),
+        };
+        let complete = first_seq(&messages).map_or(room.seq == 0, |s| s <= 1);
+        let event = Event::History {
+            room: room.name.clone(),
+            messages,
+            complete,
+            gap,
+            replay: true,
+        };
+        self.push_in(Target::Conn { conn, rooms: true }, room_id, now, event);
+    }
+
+    /// The lobby's last `n` messages, as plain messages after an `info`.
+    fn legacy_replay(&mut self, conn: ConnId, n: usize, now: Now) {
+        if n == 0 {
+            return;
+        }
+        let lobby = self.lobby;
+        let Some(room) = self.rooms.get(lobby.0 as usize) else {
+            return;
+        };
+        let messages = room.before(room.seq + 1, n);
+        if messages.is_empty() {
+            return;
+        }
+        let to = Target::Conn { conn, rooms: false };
+        let text = format!(
+            "The last {} message{} before you joined:",
+            messages.len(),
+            if messages.len() == 1 { "" } else { "s" }
+        );
+        self.push(
+            to,
+            now,
+            Event::Info {
+                text,
+                user: None,
+                limits: None,
+            },
+        );
+        for m in messages {
+            self.push_msg(to, m);
         }
     }
 
@@ -393,8 +708,55 @@ impl Hub {
         Some((id, user.name.clone()))
     }
 
-    fn say(&mut self, conn: ConnId, text: String, now: Now) {
-        let Some((_, from)) = self.sender(conn, now) else {
+    /// The joined user of `conn` (else `not_joined` is queued).
+    fn joined_user(&mut self, conn: ConnId, now: Now) -> Option<UserId> {
+        let id = self.dir.user_of(conn);
+        if id.is_none() {
+            self.error(conn, ErrorCode::NotJoined, "Please join first.".into(), now);
+        }
+        id
+    }
+
+    /// The room a request names (`None`: the user's current room), which the
+    /// user must be in; else the error is queued.
+    fn member_room(
+        &mut self,
+        conn: ConnId,
+        id: UserId,
+        room: Option<&str>,
+        now: Now,
+    ) -> Option<RoomId> {
+        let current = self.dir.get(id).and_then(|u| u.rooms.last().copied());
+        let found = match room {
+            None => current,
+            Some(name) => fold_room(name).and_then(|f| self.room_id(&f)),
+        };
+        let inside = found.filter(|r| self.dir.get(id).is_some_and(|u| u.rooms.contains(r)));
+        if inside.is_none() {
+            let text = match room {
+                Some(name) => format!("You are not in {name}."),
+                None => "You are not in any room.".to_owned(),
+            };
+            self.error(conn, ErrorCode::NotInRoom, text, now);
+        }
+        inside
+    }
+
+    /// Room requests need the rooms feature (text mode always has it).
+    fn rooms_allowed(&mut self, conn: ConnId, id: UserId, now: Now) -> bool {
+        let ok = self.dir.get(id).is_some_and(|u| u.features.rooms);
+        if !ok {
+            let text = "Rooms are not enabled for this connection.".to_owned();
+            self.error(conn, ErrorCode::BadFormat, text, now);
+        }
+        ok
+    }
+
+    fn say(&mut self, conn: ConnId, room: Option<&str>, text: String, now: Now) {
+        let Some((id, from)) = self.sender(conn, now) else {
+            return;
+        };
+        let Some(room_id) = self.member_room(conn, id, room, now) else {
             return;
         };
         if text.trim().is_empty() {
@@ -406,13 +768,22 @@ impl Hub {
             );
             return;
         }
+        let Some(room) = self.rooms.get_mut(room_id.0 as usize) else {
+            return;
+        };
         self.relayed += 1;
-        let lobby = self.lobby;
-        self.push(
-            Target::Room(lobby, Audience::All),
-            now,
-            Event::Chat { from, text },
-        );
+        let seq = room.next_seq();
+        let msg = Rc::new(Message {
+            ts_ms: now.unix_ms,
+            event: Event::Chat { from, text },
+            room: Some(RoomTag {
+                name: room.name.clone(),
+                seq: Some(seq),
+            }),
+        });
+        room.remember(msg.clone());
+        self.outbox.push(Pending::Persist(msg.clone()));
+        self.push_msg(Self::to_room(room_id), msg);
     }
 
     fn private(&mut self, conn: ConnId, to: &str, text: String, now: Now) {
@@ -431,48 +802,301 @@ impl Hub {
         };
         let (to_conn, to_name) = (target.conn, target.name.clone());
         self.relayed += 1;
+        let to_target = self.to_conn(to_conn);
         self.push(
-            Target::Conn(to_conn),
+            to_target,
             now,
             Event::Private {
                 from,
                 text: text.clone(),
             },
         );
-        self.push(
-            Target::Conn(conn),
-            now,
-            Event::PrivateSent { to: to_name, text },
-        );
+        let back = self.to_conn(conn);
+        self.push(back, now, Event::PrivateSent { to: to_name, text });
     }
 
     fn who(&mut self, conn: ConnId, now: Now) {
-        if self.dir.user_of(conn).is_none() {
-            self.error(conn, ErrorCode::NotJoined, "Please join first.".into(), now);
+        let Some(id) = self.joined_user(conn, now) else {
             return;
-        }
+        };
+        // The current room's members (everyone is in the lobby unless they left it).
+        let room_id = self
+            .dir
+            .get(id)
+            .and_then(|u| u.rooms.last().copied())
+            .unwrap_or(self.lobby);
         let users = self
-            .room(self.lobby)
+            .rooms
+            .get(room_id.0 as usize)
             .map(|r| r.sorted_names(&self.dir))
             .unwrap_or_default();
-        self.push(Target::Conn(conn), now, Event::UserList { users });
+        let to = self.to_conn(conn);
+        self.push_in(to, room_id, now, Event::UserList { users });
+    }
+
+    fn room_join(&mut self, conn: ConnId, name: &str, since: Option<Since>, now: Now) {
+        let Some(id) = self.joined_user(conn, now) else {
+            return;
+        };
+        if !self.rooms_allowed(conn, id, now) {
+            return;
+        }
+        let Some(folded) = fold_room(name) else {
+            let text = format!(
+                "Invalid room name. A room name is # followed by 1 to {MAX_ROOM_NAME_CHARS} of a-z, 0-9, _ and -."
+            );
+            self.error(conn, ErrorCode::RoomInvalid, text, now);
+            return;
+        };
+        let room_id = match self.room_id(&folded) {
+            Some(r) => r,
+            None if !self.cfg.room_create => {
+                let text =
+                    format!("There is no room {folded}, and new rooms cannot be created here.");
+                self.error(conn, ErrorCode::RoomInvalid, text, now);
+                return;
+            }
+            None if self.rooms.len() >= self.cfg.max_rooms => {
+                let text = format!(
+                    "The server has its maximum of {} rooms.",
+                    self.cfg.max_rooms
+                );
+                self.error(conn, ErrorCode::RoomLimit, text, now);
+                return;
+            }
+            None => self.create_room(&folded, false),
+        };
+        let (already, count) = self
+            .dir
+            .get(id)
+            .map_or((false, 0), |u| (u.rooms.contains(&room_id), u.rooms.len()));
+        if !already && count >= self.cfg.max_rooms_per_user {
+            let text =
+                format!("You are in {count} rooms, the most allowed. Leave one to join another.");
+            self.error(conn, ErrorCode::RoomLimit, text, now);
+            self.drop_room_if_unused(room_id);
+            return;
+        }
+        if self.enter(id, room_id).is_none() {
+            return;
+        }
+        self.room_joined(conn, room_id, false, now);
+        self.replay(conn, room_id, since, now);
+        let announce = !already
+            && room_id != self.lobby
+            && self
+                .rooms
+                .get(room_id.0 as usize)
+                .is_some_and(|r| !r.summarised(&self.policy, 0));
+        if announce {
+            let user = self.dir.name(id).to_owned();
+            let text = format!("{user} joined {folded}.");
+            self.push(Self::to_room(room_id), now, Event::Notice { text });
+        }
+    }
+
+    fn room_leave(&mut self, conn: ConnId, room: Option<&str>, now: Now) {
+        let Some(id) = self.joined_user(conn, now) else {
+            return;
+        };
+        if !self.rooms_allowed(conn, id, now) {
+            return;
+        }
+        let Some(room_id) = self.member_room(conn, id, room, now) else {
+            return;
+        };
+        let policy = self.policy;
+        let (Some(r), Some(user)) = (self.rooms.get_mut(room_id.0 as usize), self.dir.get(id))
+        else {
+            return;
+        };
+        r.remove(id, &user.name, &user.folded, &policy, false);
+        let name = r.name.clone();
+        let announce = !r.summarised(&policy, 1);
+        let text = format!("{} left {name}.", user.name);
+        if let Some(u) = self.dir.get_mut(id) {
+            u.rooms.retain(|x| *x != room_id);
+        }
+        self.mark_dirty(room_id);
+        self.push(
+            Target::Conn { conn, rooms: true },
+            now,
+            Event::RoomLeft { room: name },
+        );
+        if announce {
+            self.push(Self::to_room(room_id), now, Event::Notice { text });
+        }
+        self.drop_room_if_unused(room_id);
+    }
+
+    fn room_list(&mut self, conn: ConnId, now: Now) {
+        let Some(id) = self.joined_user(conn, now) else {
+            return;
+        };
+        if !self.rooms_allowed(conn, id, now) {
+            return;
+        }
+        let mut all: Vec<&Room> = self
+            .rooms
+            .iter()
+            .map(|(_, r)| r)
+            .filter(|r| !r.is_empty() || r.has_history() || r.permanent)
+            .collect();
+        let total = all.len();
+        all.sort_unstable_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.name.cmp(&b.name)));
+        let rooms = all
+            .iter()
+            .take(MAX_LISTED_ROOMS)
+            .map(|r| RoomInfo {
+                name: r.name.clone(),
+                users: r.len(),
+                topic: r.topic.clone(),
+            })
+            .collect();
+        self.push(
+            Target::Conn { conn, rooms: true },
+            now,
+            Event::RoomList { rooms, total },
+        );
+    }
+
+    fn topic(&mut self, conn: ConnId, room: Option<&str>, topic: Option<String>, now: Now) {
+        let Some(id) = self.joined_user(conn, now) else {
+            return;
+        };
+        if !self.rooms_allowed(conn, id, now) {
+            return;
+        }
+        let Some(room_id) = self.member_room(conn, id, room, now) else {
+            return;
+        };
+        let by = self.dir.name(id).to_owned();
+        let Some(r) = self.rooms.get_mut(room_id.0 as usize) else {
+            return;
+        };
+        let name = r.name.clone();
+        let Some(topic) = topic else {
+            let event = Event::Topic {
+                room: name,
+                topic: r.topic.clone(),
+                by: String::new(),
+            };
+            self.push(Target::Conn { conn, rooms: true }, now, event);
+            return;
+        };
+        if topic.len() > MAX_TOPIC_BYTES {
+            let text = format!("A topic has at most {MAX_TOPIC_BYTES} bytes.");
+            self.error(conn, ErrorCode::BadFormat, text, now);
+            return;
+        }
+        r.topic = topic.clone();
+        let msg = Rc::new(Message {
+            ts_ms: now.unix_ms,
+            event: Event::Topic {
+                room: name.clone(),
+                topic,
+                by,
+            },
+            room: Some(RoomTag { name, seq: None }),
+        });
+        self.outbox.push(Pending::Persist(msg.clone()));
+        let to = Target::Room {
+            room: room_id,
+            aud: Audience::All,
+            rooms_only: true,
+        };
+        self.push_msg(to, msg);
+    }
+
+    fn history(
+        &mut self,
+        conn: ConnId,
+        room: Option<&str>,
+        before: Option<u64>,
+        limit: Option<usize>,
+        now: Now,
+    ) {
+        let Some(id) = self.joined_user(conn, now) else {
+            return;
+        };
+        if !self.rooms_allowed(conn, id, now) {
+            return;
+        }
+        let Some(room_id) = self.member_room(conn, id, room, now) else {
+            return;
+        };
+        let Some(r) = self.rooms.get(room_id.0 as usize) else {
+            return;
+        };
+        let limit = limit
+            .unwrap_or(self.cfg.replay_count)
+            .clamp(1, self.cfg.max_history_page);
+        let before = before.unwrap_or(r.seq + 1).min(r.seq + 1);
+        let messages = r.before(before, limit);
+        // Lines older than the room's memory are gone: the history starts there.
+        let complete = first_seq(&messages).unwrap_or(before) <= r.oldest_in_memory();
+        let event = Event::History {
+            room: r.name.clone(),
+            messages,
+            complete,
+            gap: false,
+            replay: false,
+        };
+        self.push_in(Target::Conn { conn, rooms: true }, room_id, now, event);
     }
 
     fn error(&mut self, conn: ConnId, code: ErrorCode, text: String, now: Now) {
-        self.push(Target::Conn(conn), now, Event::Error { code, text });
+        let to = self.to_conn(conn);
+        self.push(to, now, Event::Error { code, text });
     }
 
+    /// Queues `event` for `to`; messages to a room carry the room's tag.
     fn push(&mut self, to: Target, now: Now, event: Event) {
+        let room = match to {
+            Target::Room { room, .. } => self.rooms.get(room.0 as usize).map(|r| RoomTag {
+                name: r.name.clone(),
+                seq: None,
+            }),
+            _ => None,
+        };
+        let msg = Rc::new(Message {
+            ts_ms: now.unix_ms,
+            event,
+            room,
+        });
+        self.push_msg(to, msg);
+    }
+
+    /// Queues `event` about room `room_id` for `to` (one connection).
+    fn push_in(&mut self, to: Target, room_id: RoomId, now: Now, event: Event) {
+        let room = self.rooms.get(room_id.0 as usize).map(|r| RoomTag {
+            name: r.name.clone(),
+            seq: None,
+        });
+        let msg = Rc::new(Message {
+            ts_ms: now.unix_ms,
+            event,
+            room,
+        });
+        self.push_msg(to, msg);
+    }
+
+    fn push_msg(&mut self, to: Target, msg: Rc<Message>) {
         self.outbox.push(Pending::Deliver {
             to,
-            msg: Message {
-                ts_ms: now.unix_ms,
-                event,
-            },
+            msg,
             seq: self.produced,
         });
         self.produced += 1;
     }
+}
+
+/// The sequence number of the first message of a batch.
+fn first_seq(messages: &[Rc<Message>]) -> Option<u64> {
+    messages
+        .first()
+        .and_then(|m| m.room.as_ref())
+        .and_then(|t| t.seq)
 }
 
 /// Token bucket: `limit` tokens per second, bucket size `limit`.

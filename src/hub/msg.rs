@@ -9,6 +9,7 @@
 //! Time is milliseconds since the Unix epoch (UTC); only encoders turn it into
 //! a local time of day.
 
+use std::rc::Rc;
 use std::time::Instant;
 
 /// A connection as the hub knows it: an opaque handle chosen by the server (its
@@ -42,6 +43,19 @@ pub struct Now {
 pub struct Features {
     /// Small `presence` deltas instead of full user lists.
     pub presence: bool,
+    /// Rooms: room messages carry `room`, `seq` and `ts`, and the room
+    /// requests are allowed. Without it a user lives in `#lobby` only and
+    /// sees exactly the original protocol.
+    pub rooms: bool,
+    /// Joining the server replays the lobby's recent history.
+    pub history: bool,
+}
+
+/// Where a client left off in a room: resume after `seq` of history `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Since {
+    pub epoch: String,
+    pub seq: u64,
 }
 
 /// How a user wants to learn about other users' presence.
@@ -95,8 +109,26 @@ impl LeaveReason {
 pub enum Request {
     /// Join under `name` (not yet checked against the name rules).
     Join { name: String, features: Features },
-    /// A chat line for the user's room (may be empty: the hub refuses that).
-    Say { text: String },
+    /// A chat line for `room` (`None`: the user's current room, `#lobby`
+    /// until another is joined). May be empty: the hub refuses that.
+    Say { room: Option<String>, text: String },
+    /// Join (creating it if allowed) a room; with `since`, everything after it.
+    RoomJoin { room: String, since: Option<Since> },
+    /// Leave a room (`None`: the current one).
+    RoomLeave { room: Option<String> },
+    /// The list of rooms.
+    Rooms,
+    /// Set a room's topic, or (`topic: None`) ask for it.
+    Topic {
+        room: Option<String>,
+        topic: Option<String>,
+    },
+    /// Older messages of a room: `before` exclusive (`None`: the newest).
+    History {
+        room: Option<String>,
+        before: Option<u64>,
+        limit: Option<usize>,
+    },
     /// A private message to the user named `to` (matched case-insensitively).
     Private { to: String, text: String },
     /// A full user list for the asker.
@@ -139,6 +171,14 @@ pub enum ErrorCode {
     ServerFull,
     /// The limit per client address is reached.
     TooManyConnections,
+    /// A room name that breaks the rules, or a room that may not be created.
+    RoomInvalid,
+    /// Too many rooms for this user or this server.
+    RoomLimit,
+    /// A room request for a room the user is not in.
+    NotInRoom,
+    /// History cannot be served (the store is unavailable).
+    HistoryUnavailable,
 }
 
 impl ErrorCode {
@@ -160,6 +200,10 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::ServerFull => "server_full",
             ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::RoomInvalid => "room_invalid",
+            ErrorCode::RoomLimit => "room_limit",
+            ErrorCode::NotInRoom => "not_in_room",
+            ErrorCode::HistoryUnavailable => "history_unavailable",
         }
     }
 }
@@ -171,8 +215,13 @@ pub enum Event {
     Chat { from: String, text: String },
     /// A notice signed by the server (joins, leaves, shutdown).
     Notice { text: String },
-    /// Information for one user; `user` is set on the welcome after a join.
-    Info { text: String, user: Option<String> },
+    /// Information for one user; `user` is set on the welcome after a join,
+    /// `limits` on the welcome of a user with rooms.
+    Info {
+        text: String,
+        user: Option<String>,
+        limits: Option<RoomLimits>,
+    },
     /// Every online user's name, sorted case-insensitively.
     UserList { users: Vec<String> },
     /// Presence delta: who joined and left since the last one, and the count after.
@@ -194,6 +243,63 @@ pub enum Event {
     PrivateSent { to: String, text: String },
     /// An error for one connection.
     Error { code: ErrorCode, text: String },
+    /// The user is in `room` now: its topic, members (or only their count in
+    /// a big room) and where its history stands.
+    RoomJoined {
+        room: Rc<str>,
+        topic: String,
+        users: Option<Vec<String>>,
+        count: usize,
+        epoch: Rc<str>,
+        seq: u64,
+        /// Put there on joining the server (the lobby), not asked for.
+        auto: bool,
+    },
+    /// The user left `room`.
+    RoomLeft { room: Rc<str> },
+    /// Messages of `room`, oldest first. `complete`: nothing older exists.
+    /// `gap`: what was asked for could not be served exactly (the newest
+    /// messages follow instead). `replay`: sent on joining, not asked for.
+    History {
+        room: Rc<str>,
+        messages: Vec<Rc<Message>>,
+        complete: bool,
+        gap: bool,
+        replay: bool,
+    },
+    /// Rooms, the busiest first (at most a hundred), and how many exist.
+    RoomList { rooms: Vec<RoomInfo>, total: usize },
+    /// `room`'s topic, as set by `by` ("" when it is only being shown).
+    Topic {
+        room: Rc<str>,
+        topic: String,
+        by: String,
+    },
+}
+
+/// The room limits a user with rooms is told on joining.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomLimits {
+    pub rooms_per_user: usize,
+    pub rooms_per_server: usize,
+    pub topic_bytes: usize,
+    pub name_chars: usize,
+}
+
+/// One entry of a room list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomInfo {
+    pub name: Rc<str>,
+    pub users: usize,
+    pub topic: String,
+}
+
+/// The room a message belongs to, and its place in the room's history
+/// (`seq`, for chat lines only: notices and presence are not history).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomTag {
+    pub name: Rc<str>,
+    pub seq: Option<u64>,
 }
 
 /// One message with the time the hub produced it.
@@ -202,6 +308,8 @@ pub struct Message {
     /// Milliseconds since the Unix epoch, UTC.
     pub ts_ms: u64,
     pub event: Event,
+    /// The room it belongs to, if any.
+    pub room: Option<RoomTag>,
 }
 
 /// What the hub asks the server to do, drained once per turn with
@@ -216,7 +324,16 @@ pub struct Message {
 pub enum Effect<'a> {
     /// Queue `msg` for every connection in `to` (already resolved: room
     /// membership, presence mode and join order are the hub's business).
-    Deliver { to: &'a [ConnId], msg: &'a Message },
+    /// `rooms`: the recipients joined with the rooms feature and get the
+    /// room details; the others get the original protocol's form.
+    Deliver {
+        to: &'a [ConnId],
+        msg: &'a Message,
+        rooms: bool,
+    },
+    /// Append a room message or topic to the durable history (before the
+    /// turn's output is flushed, when the history is synchronous).
+    Persist { msg: &'a Message },
     /// `conn` joined as `name`.
     Joined {
         conn: ConnId,

@@ -13,11 +13,12 @@
 //! Knows users only by [`UserId`] and reads their names from the
 //! [`Directory`]; knows nothing of wires.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::directory::{Directory, User};
-use super::msg::{ConnId, Event, PresenceMode, RoomId, UserId};
+use super::msg::{ConnId, Event, Message, PresenceMode, RoomId, UserId};
 
 /// One member: the user, the connection that receives for it, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +26,8 @@ pub struct Member {
     pub user: UserId,
     pub conn: ConnId,
     pub mode: PresenceMode,
+    /// The member joined with the rooms feature (gets room details).
+    pub rooms: bool,
     /// Sequence number of the member's welcome: broadcasts produced before it
     /// (still undelivered when the member joined) are not theirs.
     pub since: u64,
@@ -50,7 +53,15 @@ pub struct SummaryPolicy {
 #[derive(Debug)]
 pub struct Room {
     pub id: RoomId,
-    pub name: String,
+    pub name: Rc<str>,
+    pub topic: String,
+    /// Kept without members or history (`--room`, and `#lobby`).
+    pub permanent: bool,
+    /// The last chat line's sequence number (0: none yet).
+    pub seq: u64,
+    /// The most recent chat lines, oldest first, at most `ring_capacity`.
+    ring: VecDeque<Rc<Message>>,
+    ring_capacity: usize,
     members: Vec<Member>,
     /// Position of each member in `members`.
     pos: HashMap<UserId, u32>,
@@ -63,10 +74,15 @@ pub struct Room {
 }
 
 impl Room {
-    pub fn new(id: RoomId, name: &str) -> Room {
+    pub fn new(id: RoomId, name: &str, ring_capacity: usize) -> Room {
         Room {
             id,
-            name: name.to_owned(),
+            name: Rc::from(name),
+            topic: String::new(),
+            permanent: false,
+            seq: 0,
+            ring: VecDeque::new(),
+            ring_capacity,
             members: Vec::new(),
             pos: HashMap::new(),
             touched: Vec::new(),
@@ -91,6 +107,11 @@ impl Room {
 
     pub fn contains(&self, user: UserId) -> bool {
         self.pos.contains_key(&user)
+    }
+
+    /// True while the room sends periodic summaries instead of per-user news.
+    pub fn in_summary_mode(&self) -> bool {
+        self.summary_mode
     }
 
     /// True when the room is (or, with `extra` more members, would be) above
@@ -145,20 +166,84 @@ impl Room {
     }
 
     /// Appends the connections of the members in `aud` who had joined when
-    /// message `seq` was produced.
-    pub fn resolve(&self, aud: Audience, seq: u64, out: &mut Vec<ConnId>) {
-        out.extend(
-            self.members
-                .iter()
-                .filter(|m| {
-                    m.since <= seq
-                        && match aud {
-                            Audience::All => true,
-                            Audience::Mode(mode) => m.mode == mode,
-                        }
-                })
-                .map(|m| m.conn),
-        );
+    /// message `seq` was produced: those without the rooms feature to
+    /// `plain`, the others to `rooms`.
+    pub fn resolve(
+        &self,
+        aud: Audience,
+        seq: u64,
+        plain: &mut Vec<ConnId>,
+        rooms: &mut Vec<ConnId>,
+    ) {
+        for m in &self.members {
+            let wanted = m.since <= seq
+                && match aud {
+                    Audience::All => true,
+                    Audience::Mode(mode) => m.mode == mode,
+                };
+            if wanted {
+                if m.rooms {
+                    rooms.push(m.conn);
+                } else {
+                    plain.push(m.conn);
+                }
+            }
+        }
+    }
+
+    /// Records a chat line (its `seq` already taken with [`Room::next_seq`]).
+    pub fn remember(&mut self, msg: Rc<Message>) {
+        if self.ring_capacity == 0 {
+            return;
+        }
+        while self.ring.len() >= self.ring_capacity {
+            self.ring.pop_front();
+        }
+        self.ring.push_back(msg);
+    }
+
+    /// The next chat line's sequence number.
+    pub fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// The oldest sequence number still in memory (`seq + 1` when none).
+    pub fn oldest_in_memory(&self) -> u64 {
+        self.ring
+            .front()
+            .and_then(|m| m.room.as_ref())
+            .and_then(|t| t.seq)
+            .unwrap_or(self.seq + 1)
+    }
+
+    /// Up to `limit` remembered lines with a sequence number below `before`
+    /// (exclusive), oldest first.
+    pub fn before(&self, before: u64, limit: usize) -> Vec<Rc<Message>> {
+        let mut v: Vec<Rc<Message>> = self
+            .ring
+            .iter()
+            .rev()
+            .filter(|m| seq_of(m) < before)
+            .take(limit)
+            .cloned()
+            .collect();
+        v.reverse();
+        v
+    }
+
+    /// Every remembered line after `after` (exclusive), oldest first.
+    pub fn after(&self, after: u64) -> Vec<Rc<Message>> {
+        self.ring
+            .iter()
+            .filter(|m| seq_of(m) > after)
+            .cloned()
+            .collect()
+    }
+
+    /// True when the room has ever had a chat line that is still remembered.
+    pub fn has_history(&self) -> bool {
+        !self.ring.is_empty()
     }
 
     /// Every member's name, sorted case-insensitively.
@@ -292,6 +377,11 @@ impl Room {
     }
 }
 
+/// A remembered line's sequence number (0 for none).
+fn seq_of(m: &Message) -> u64 {
+    m.room.as_ref().and_then(|t| t.seq).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,13 +393,18 @@ mod tests {
 
     fn member(dir: &mut Directory, key: u32, name: &str, mode: PresenceMode, since: u64) -> Member {
         let conn = ConnId { key, serial: 1 };
+        let features = super::super::msg::Features {
+            presence: mode == PresenceMode::Deltas,
+            ..Default::default()
+        };
         let user = dir
-            .claim(conn, name, mode, 0.0, Instant::now())
+            .claim(conn, name, features, 0.0, Instant::now())
             .expect("claim");
         Member {
             user,
             conn,
             mode,
+            rooms: key.is_multiple_of(2),
             since,
         }
     }
@@ -325,26 +420,33 @@ mod tests {
     #[test]
     fn resolves_members_by_mode_and_join_order() {
         let mut dir = Directory::new();
-        let mut room = Room::new(RoomId(0), "#lobby");
+        let mut room = Room::new(RoomId(0), "#lobby", 0);
         let a = member(&mut dir, 1, "a", PresenceMode::FullLists, 0);
         let b = member(&mut dir, 2, "b", PresenceMode::Deltas, 5);
         add(&mut room, &dir, a);
         add(&mut room, &dir, b);
-        let mut out = Vec::new();
-        room.resolve(Audience::All, 4, &mut out);
-        assert_eq!(out, vec![a.conn], "b joined after message 4");
-        out.clear();
-        room.resolve(Audience::All, 5, &mut out);
-        assert_eq!(out, vec![a.conn, b.conn]);
-        out.clear();
-        room.resolve(Audience::Mode(PresenceMode::Deltas), 9, &mut out);
-        assert_eq!(out, vec![b.conn]);
+        let resolve = |aud, seq| {
+            let (mut plain, mut rooms) = (Vec::new(), Vec::new());
+            room.resolve(aud, seq, &mut plain, &mut rooms);
+            (plain, rooms)
+        };
+        // a (key 1) has no rooms feature, b (key 2) has.
+        assert_eq!(
+            resolve(Audience::All, 4),
+            (vec![a.conn], vec![]),
+            "b joined after message 4"
+        );
+        assert_eq!(resolve(Audience::All, 5), (vec![a.conn], vec![b.conn]));
+        assert_eq!(
+            resolve(Audience::Mode(PresenceMode::Deltas), 9),
+            (vec![], vec![b.conn])
+        );
     }
 
     #[test]
     fn removal_keeps_positions_consistent() {
         let mut dir = Directory::new();
-        let mut room = Room::new(RoomId(0), "#lobby");
+        let mut room = Room::new(RoomId(0), "#lobby", 0);
         let ms: Vec<Member> = (0..4)
             .map(|k| member(&mut dir, k, &format!("u{k}"), PresenceMode::Deltas, 0))
             .collect();
@@ -370,7 +472,7 @@ mod tests {
     #[test]
     fn a_turn_of_changes_is_one_list_and_one_delta() {
         let mut dir = Directory::new();
-        let mut room = Room::new(RoomId(0), "#lobby");
+        let mut room = Room::new(RoomId(0), "#lobby", 0);
         let a = member(&mut dir, 1, "x", PresenceMode::FullLists, 0);
         add(&mut room, &dir, a);
         let b = member(&mut dir, 2, "B", PresenceMode::Deltas, 0);
@@ -389,7 +491,7 @@ mod tests {
     #[test]
     fn above_the_threshold_changes_are_summarised_per_interval() {
         let mut dir = Directory::new();
-        let mut room = Room::new(RoomId(0), "#lobby");
+        let mut room = Room::new(RoomId(0), "#lobby", 0);
         let t0 = Instant::now();
         for k in 0..4 {
             let m = member(&mut dir, k, &format!("u{k}"), PresenceMode::Deltas, 0);
@@ -410,5 +512,36 @@ mod tests {
                 }
             )
         ));
+    }
+
+    fn line(seq: u64) -> Rc<Message> {
+        Rc::new(Message {
+            ts_ms: seq,
+            event: Event::Chat {
+                from: "a".into(),
+                text: format!("m{seq}"),
+            },
+            room: Some(super::super::msg::RoomTag {
+                name: Rc::from("#r"),
+                seq: Some(seq),
+            }),
+        })
+    }
+
+    #[test]
+    fn the_ring_keeps_the_newest_and_pages_with_exclusive_bounds() {
+        let mut room = Room::new(RoomId(1), "#r", 5);
+        for _ in 0..8 {
+            let seq = room.next_seq();
+            room.remember(line(seq));
+        }
+        assert_eq!(room.seq, 8);
+        assert_eq!(room.oldest_in_memory(), 4);
+        let seqs = |v: Vec<Rc<Message>>| v.iter().map(|m| seq_of(m)).collect::<Vec<_>>();
+        assert_eq!(seqs(room.before(9, 3)), vec![6, 7, 8]);
+        assert_eq!(seqs(room.before(6, 10)), vec![4, 5]);
+        assert_eq!(seqs(room.before(4, 10)), Vec::<u64>::new());
+        assert_eq!(seqs(room.after(6)), vec![7, 8]);
+        assert_eq!(seqs(room.after(8)), Vec::<u64>::new());
     }
 }

@@ -23,7 +23,10 @@ fn hub() -> Hub {
 fn join_at(h: &mut Hub, conn: ConnId, name: &str, presence: bool, at: Now) {
     let req = Request::Join {
         name: name.to_owned(),
-        features: Features { presence },
+        features: Features {
+            presence,
+            ..Features::default()
+        },
     };
     h.handle(conn, req, at);
 }
@@ -33,7 +36,14 @@ fn join(h: &mut Hub, key: u32, name: &str, presence: bool) {
 }
 
 fn say(h: &mut Hub, key: u32, text: &str, at: Now) {
-    h.handle(id(key), Request::Say { text: text.into() }, at);
+    h.handle(
+        id(key),
+        Request::Say {
+            room: None,
+            text: text.into(),
+        },
+        at,
+    );
 }
 
 fn private(h: &mut Hub, key: u32, to: &str, text: &str) {
@@ -48,6 +58,7 @@ fn private(h: &mut Hub, key: u32, to: &str, text: &str) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Seen {
     Deliver(Vec<ConnId>, Event),
+    Persist(Event),
     Joined(ConnId, String),
     Refused(ConnId, ErrorCode),
     Gone(ConnId, String, LeaveReason),
@@ -57,7 +68,8 @@ fn effects(h: &mut Hub) -> Vec<Seen> {
     let mut v = Vec::new();
     h.drain_effects(|e| {
         v.push(match e {
-            Effect::Deliver { to, msg } => Seen::Deliver(to.to_vec(), msg.event.clone()),
+            Effect::Deliver { to, msg, .. } => Seen::Deliver(to.to_vec(), msg.event.clone()),
+            Effect::Persist { msg } => Seen::Persist(msg.event.clone()),
             Effect::Joined { conn, name, .. } => Seen::Joined(conn, name.to_owned()),
             Effect::JoinRefused { conn, code } => Seen::Refused(conn, code),
             Effect::Gone {
@@ -102,7 +114,7 @@ fn join_welcomes_and_announces() {
         "the outcome first"
     );
     assert!(
-        matches!(&out[1], Seen::Deliver(to, Event::Info { user: Some(u), text })
+        matches!(&out[1], Seen::Deliver(to, Event::Info { user: Some(u), text, .. })
         if to == &[id(1)] && u == "alice" && text.contains("1 user online"))
     );
     assert!(
@@ -347,6 +359,7 @@ fn stale_conn_id_never_reaches_new_user_on_same_key() {
     h.handle(
         old,
         Request::Say {
+            room: None,
             text: "ghost".into(),
         },
         now(),
@@ -409,6 +422,7 @@ fn above_threshold_notices_become_a_periodic_summary() {
         summary_above_users: 3,
         summary_interval: Duration::from_secs(5),
         rate_limit_per_sec: 0,
+        ..HubConfig::default()
     });
     let t0 = Instant::now();
     let at = |secs: u64| Now {
@@ -521,6 +535,7 @@ fn effects_come_out_in_production_order() {
             Seen::Joined(..) => "joined",
             Seen::Refused(..) => "refused",
             Seen::Gone(..) => "gone",
+            Seen::Persist(..) => "persist",
             Seen::Deliver(_, Event::Info { .. }) => "welcome",
             Seen::Deliver(_, Event::UserList { .. }) => "list",
             Seen::Deliver(_, Event::Notice { .. }) => "notice",
@@ -536,8 +551,9 @@ fn effects_come_out_in_production_order() {
         kinds,
         [
             "joined", "welcome", "list", // a joins
-            "refused", "error", // the second "a" is refused
-            "gone",  // a leaves
+            "refused", "error",   // the second "a" is refused
+            "persist", // a talks: the line is kept (and reaches nobody)
+            "gone",    // a leaves
         ]
     );
 }

@@ -19,8 +19,8 @@ impl Server {
         let conns = &mut self.conns;
         let core = &mut self.core;
         self.hub.drain_effects(|effect| match effect {
-            Effect::Deliver { to, msg } => {
-                let mut enc = Encoded::new(msg, offset);
+            Effect::Deliver { to, msg, rooms } => {
+                let mut enc = Encoded::new(msg, offset, rooms);
                 for &id in to {
                     send_one(conns, core, id, &mut enc, &mut buf);
                 }
@@ -40,6 +40,8 @@ impl Server {
                     core.resume.push(c.key());
                 }
             }
+            // The durable history comes with the store.
+            Effect::Persist { .. } => {}
             Effect::Gone {
                 conn, name, why, ..
             } => match lookup(conns, conn) {

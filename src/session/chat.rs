@@ -16,14 +16,14 @@ use std::time::Instant;
 
 use log::{debug, info, warn};
 
-use super::{Ctx, Format, Out};
+use super::{Asked, Ctx, Format, Out};
 use crate::config::Config;
 use crate::hub::{ErrorCode, Event, LeaveReason, Request};
 use crate::proto::chat::{self, ClientMsg};
 use crate::proto::line::{LineDecoder, LineError};
 
 /// The text-mode `/help` answer.
-pub const HELP: &str = "Commands: just type to talk to everyone; @NAME text or /msg NAME text for a private message; /who lists who is online; /quit leaves; //text sends a line starting with '/'.";
+pub const HELP: &str = "Commands: just type to talk in the current room; @NAME text or /msg NAME text for a private message; /who lists who is in the room; /join #ROOM joins (or creates) a room and makes it current; /part [#ROOM] leaves it; /rooms lists rooms; /topic [TEXT] shows or sets the topic; /history [N] shows earlier messages; /quit leaves; //text sends a line starting with '/'.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -126,26 +126,20 @@ impl ChatSession {
     }
 
     fn request(&mut self, msg: ClientMsg, out: &mut Vec<Out>) {
-        let req = match msg {
-            ClientMsg::Join { name, features } => {
-                if self.mode == Mode::Text {
+        match super::asked(msg, self.mode == Mode::Json) {
+            Asked::Hub(req) => {
+                if matches!(req, Request::Join { .. }) && self.mode == Mode::Text {
                     self.join_pending = true;
                 }
-                Request::Join { name, features }
+                out.push(Out::Hub(req));
             }
-            ClientMsg::Message { text } => Request::Say { text },
-            ClientMsg::Private { to, text } => Request::Private { to, text },
-            ClientMsg::Who => Request::Who,
-            ClientMsg::Help => Request::Reply(Event::Info {
+            Asked::Help => out.push(Out::Hub(Request::Reply(Event::Info {
                 text: HELP.to_owned(),
                 user: None,
-            }),
-            ClientMsg::Exit => {
-                self.end(out, LeaveReason::Exit);
-                return;
-            }
-        };
-        out.push(Out::Hub(req));
+                limits: None,
+            }))),
+            Asked::Exit => self.end(out, LeaveReason::Exit),
+        }
     }
 
     fn end(&mut self, out: &mut Vec<Out>, why: LeaveReason) {
@@ -230,7 +224,10 @@ mod tests {
                     name: "al".into(),
                     features: Features::default()
                 },
-                &Request::Say { text: "hi".into() }
+                &Request::Say {
+                    room: Some("#lobby".into()),
+                    text: "hi".into()
+                }
             ]
         );
     }
@@ -248,7 +245,11 @@ mod tests {
             requests(&out),
             vec![&Request::Join {
                 name: "bob".into(),
-                features: Features { presence: true }
+                features: Features {
+                    presence: true,
+                    rooms: true,
+                    history: false
+                }
             }]
         );
         // Nothing moves until the hub answers.
@@ -259,6 +260,7 @@ mod tests {
         assert_eq!(
             requests(&out),
             vec![&Request::Say {
+                room: None,
                 text: "hello".into()
             }]
         );
@@ -284,7 +286,11 @@ mod tests {
         s.on_join_outcome(true);
         let (_, out) = feed(&mut s, &f, now, b"/help\n");
         match &requests(&out)[..] {
-            [Request::Reply(Event::Info { text, user: None })] => {
+            [
+                Request::Reply(Event::Info {
+                    text, user: None, ..
+                }),
+            ] => {
                 assert!(text.starts_with("Commands:") && text.contains("/quit"));
                 assert!(!text.contains('{'), "no JSON syntax for a text user");
             }

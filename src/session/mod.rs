@@ -24,8 +24,8 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use crate::config::Config;
-use crate::hub::{ConnId, ErrorCode, Event, LeaveReason, Message, Request};
-use crate::proto::chat::{Stamp, encode_json, encode_text};
+use crate::hub::{ConnId, ErrorCode, Event, LOBBY, LeaveReason, Message, Request};
+use crate::proto::chat::{ClientMsg, Stamp, encode_json, encode_message_json, encode_message_text};
 use crate::proto::ws::frame::{Opcode, frame_header};
 use crate::proto::ws::handshake::{HandshakeConfig, HandshakeRequest};
 use crate::web::static_files::StaticFiles;
@@ -108,6 +108,43 @@ pub enum Session {
     Ws(Box<ws::WsChatSession>),
     Echo(Box<ws::EchoSession>),
     Http(http::HttpSession),
+}
+
+/// What a decoded client message asks for.
+pub(crate) enum Asked {
+    Hub(Request),
+    Exit,
+    Help,
+}
+
+/// Maps a decoded client message to a hub request. `lobby_default`: a
+/// message without a room is for `#lobby` (JSON); otherwise it is for the
+/// user's current room (text mode).
+pub(crate) fn asked(msg: ClientMsg, lobby_default: bool) -> Asked {
+    Asked::Hub(match msg {
+        ClientMsg::Join { name, features } => Request::Join { name, features },
+        ClientMsg::Message { room, text } => Request::Say {
+            room: room.or_else(|| lobby_default.then(|| LOBBY.to_owned())),
+            text,
+        },
+        ClientMsg::Private { to, text } => Request::Private { to, text },
+        ClientMsg::Who => Request::Who,
+        ClientMsg::RoomJoin { room, since } => Request::RoomJoin { room, since },
+        ClientMsg::RoomLeave { room } => Request::RoomLeave { room },
+        ClientMsg::Rooms => Request::Rooms,
+        ClientMsg::Topic { room, topic } => Request::Topic { room, topic },
+        ClientMsg::History {
+            room,
+            before,
+            limit,
+        } => Request::History {
+            room,
+            before,
+            limit,
+        },
+        ClientMsg::Exit => return Asked::Exit,
+        ClientMsg::Help => return Asked::Help,
+    })
 }
 
 /// What one step of a session's input handling ended with.
@@ -268,42 +305,36 @@ pub fn refusal(port: Port, why: Refusal, stamp: Stamp, out: &mut Vec<u8>) {
 pub struct Encoded<'a> {
     msg: &'a Message,
     offset_secs: i32,
-    stamp: Option<Stamp>,
+    /// The recipients get the rooms form.
+    rooms: bool,
     json: Option<Rc<[u8]>>,
     text: Option<Option<Rc<[u8]>>>,
     ws: Option<Rc<[u8]>>,
 }
 
 impl<'a> Encoded<'a> {
-    /// `offset_secs`: the local zone's offset from UTC, for the `HH:MM:SS` stamps.
-    pub fn new(msg: &'a Message, offset_secs: i32) -> Self {
+    /// `offset_secs`: the local zone's offset from UTC, for the `HH:MM:SS`
+    /// stamps; `rooms`: the recipients joined with the rooms feature.
+    pub fn new(msg: &'a Message, offset_secs: i32, rooms: bool) -> Self {
         Encoded {
             msg,
             offset_secs,
-            stamp: None,
+            rooms,
             json: None,
             text: None,
             ws: None,
         }
     }
 
-    fn stamp(&mut self) -> Stamp {
-        let (ms, off) = (self.msg.ts_ms, self.offset_secs);
-        *self
-            .stamp
-            .get_or_insert_with(|| Stamp::from_unix_ms(ms, off))
-    }
-
     /// The bytes for `format`; `None` when that format carries nothing for this message.
     pub fn get(&mut self, format: Format, buf: &mut Vec<u8>) -> Option<Rc<[u8]>> {
-        let stamp = self.stamp();
-        let event = &self.msg.event;
+        let (msg, offset, rooms) = (self.msg, self.offset_secs, self.rooms);
         match format {
             Format::JsonLine => Some(
                 self.json
                     .get_or_insert_with(|| {
                         buf.clear();
-                        encode_json(event, stamp, buf);
+                        encode_message_json(msg, offset, rooms, buf);
                         buf.push(b'\n');
                         Rc::from(buf.as_slice())
                     })
@@ -313,14 +344,14 @@ impl<'a> Encoded<'a> {
                 .text
                 .get_or_insert_with(|| {
                     buf.clear();
-                    encode_text(event, stamp, buf).then(|| Rc::from(buf.as_slice()))
+                    encode_message_text(msg, offset, buf).then(|| Rc::from(buf.as_slice()))
                 })
                 .clone(),
             Format::WsText => Some(
                 self.ws
                     .get_or_insert_with(|| {
                         buf.clear();
-                        encode_json(event, stamp, buf);
+                        encode_message_json(msg, offset, rooms, buf);
                         let mut frame = Vec::with_capacity(buf.len() + 10);
                         frame_header(Opcode::Text, buf.len(), &mut frame);
                         frame.extend_from_slice(buf);
@@ -366,8 +397,9 @@ mod tests {
                 from: "a".into(),
                 text: "hi".into(),
             },
+            room: None,
         };
-        let mut enc = Encoded::new(&msg, 0);
+        let mut enc = Encoded::new(&msg, 0, false);
         let mut buf = Vec::new();
         let a = enc.get(Format::JsonLine, &mut buf).expect("json");
         let b = enc.get(Format::JsonLine, &mut buf).expect("json");
@@ -388,8 +420,9 @@ mod tests {
                 left: vec![],
                 count: 0,
             },
+            room: None,
         };
-        let mut enc = Encoded::new(&presence, 0);
+        let mut enc = Encoded::new(&presence, 0, false);
         assert!(
             enc.get(Format::Text, &mut buf).is_none(),
             "text mode gets no deltas"

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use log::{debug, warn};
 
-use super::{Ctx, Format, Out, Step};
+use super::{Asked, Ctx, Format, Out, Step};
 use crate::config::Config;
 use crate::hub::{LeaveReason, Request};
 use crate::proto::chat::{self, ClientMsg};
@@ -251,20 +251,14 @@ impl WsChatSession {
     }
 
     fn request(&mut self, msg: ClientMsg, out: &mut Vec<Out>) {
-        let req = match msg {
-            ClientMsg::Join { name, features } => Request::Join { name, features },
-            ClientMsg::Message { text } => Request::Say { text },
-            ClientMsg::Private { to, text } => Request::Private { to, text },
-            ClientMsg::Who => Request::Who,
+        match super::asked(msg, true) {
+            Asked::Hub(req) => out.push(Out::Hub(req)),
             // JSON has no help request; nothing to answer.
-            ClientMsg::Help => return,
-            ClientMsg::Exit => {
-                self.link
-                    .close(CloseCode::NORMAL, "bye", LeaveReason::Exit, out);
-                return;
-            }
-        };
-        out.push(Out::Hub(req));
+            Asked::Help => {}
+            Asked::Exit => self
+                .link
+                .close(CloseCode::NORMAL, "bye", LeaveReason::Exit, out),
+        }
     }
 
     pub fn on_tick(&mut self, ctx: &Ctx<'_>, out: &mut Vec<Out>) {
@@ -411,7 +405,13 @@ mod tests {
         let mut out = Vec::new();
         let input = client_frame(Opcode::Text, br#"{"type":"message","message":"hi"}"#);
         s.handle_bytes(&input, &f.ctx(now), &mut out);
-        assert_eq!(requests(&out), vec![&Request::Say { text: "hi".into() }]);
+        assert_eq!(
+            requests(&out),
+            vec![&Request::Say {
+                room: Some("#lobby".into()),
+                text: "hi".into()
+            }]
+        );
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //! JSON-lines chat port and by WebSocket text frames.
 
 use super::{
-    ClientMsg, DecodeError, ErrorCode, Event, Features, MAX_JSON_DEPTH, Stamp, echo,
+    ClientMsg, DecodeError, ErrorCode, Event, Features, MAX_JSON_DEPTH, Since, Stamp, echo,
     message_or_private, private, summary_sentence, text_len_hint, write_decimal,
 };
+use crate::hub::Message;
 use crate::proto::json::{self, Value};
 
 /// The hint JSON clients get where a sentence tells them what to send.
@@ -17,8 +18,57 @@ fn hint(code: ErrorCode) -> Option<&'static str> {
     }
 }
 
-/// Appends `event` as one JSON object stamped `stamp` (no trailing newline).
+/// Appends `event` as one JSON object stamped `stamp` (no trailing newline),
+/// in the original protocol's form (no room details).
 pub fn encode_json(event: &Event, stamp: Stamp, out: &mut Vec<u8>) {
+    write_body(event, 0, out);
+    write_stamp(stamp, out);
+}
+
+/// Appends `msg` as one JSON object (no trailing newline). `rooms`: the
+/// recipient joined with the rooms feature, so a message of a room carries
+/// `"room"` (and a chat line its `"seq"` and `"ts"`); otherwise the object is
+/// exactly the original protocol's. `offset_secs` is the local zone's offset
+/// from UTC for the `"timestamp"` (`HH:MM:SS`).
+pub fn encode_message_json(msg: &Message, offset_secs: i32, rooms: bool, out: &mut Vec<u8>) {
+    write_body(&msg.event, offset_secs, out);
+    if rooms
+        && let Some(tag) = &msg.room
+        && carries_room_key(&msg.event)
+    {
+        out.extend_from_slice(br#","room":"#);
+        json::write_str(out, &tag.name);
+        if let Some(seq) = tag.seq {
+            out.extend_from_slice(br#","seq":"#);
+            write_decimal(out, seq);
+            out.extend_from_slice(br#","ts":"#);
+            write_decimal(out, msg.ts_ms);
+        }
+    }
+    write_stamp(Stamp::from_unix_ms(msg.ts_ms, offset_secs), out);
+}
+
+/// Events whose room comes from the message's tag (the room events name
+/// their room themselves).
+fn carries_room_key(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::Chat { .. }
+            | Event::Notice { .. }
+            | Event::Summary { .. }
+            | Event::UserList { .. }
+            | Event::Presence { .. }
+    )
+}
+
+fn write_stamp(stamp: Stamp, out: &mut Vec<u8>) {
+    out.extend_from_slice(br#","timestamp":"#);
+    json::write_str(out, stamp.as_str());
+    out.push(b'}');
+}
+
+/// Appends `{"type":...` and the event's fields, without closing the object.
+fn write_body(event: &Event, offset_secs: i32, out: &mut Vec<u8>) {
     out.reserve(text_len_hint(event) + 96);
     match event {
         Event::Chat { from, text } => {
@@ -41,12 +91,23 @@ pub fn encode_json(event: &Event, stamp: Stamp, out: &mut Vec<u8>) {
             text.push_str(r#" Send {"type":"who"} for the list."#);
             json::write_str(out, &text);
         }
-        Event::Info { text, user } => {
+        Event::Info { text, user, limits } => {
             out.extend_from_slice(br#"{"type":"info","sender":"Server","message":"#);
             json::write_str(out, text);
             if let Some(user) = user {
                 out.extend_from_slice(br#","user":"#);
                 json::write_str(out, user);
+            }
+            if let Some(l) = limits {
+                out.extend_from_slice(br#","limits":{"rooms_per_user":"#);
+                write_decimal(out, l.rooms_per_user as u64);
+                out.extend_from_slice(br#","rooms_per_server":"#);
+                write_decimal(out, l.rooms_per_server as u64);
+                out.extend_from_slice(br#","topic_bytes":"#);
+                write_decimal(out, l.topic_bytes as u64);
+                out.extend_from_slice(br#","room_name_chars":"#);
+                write_decimal(out, l.name_chars as u64);
+                out.push(b'}');
             }
         }
         Event::UserList { users } => {
@@ -88,10 +149,81 @@ pub fn encode_json(event: &Event, stamp: Stamp, out: &mut Vec<u8>) {
                 None => json::write_str(out, text),
             }
         }
+        Event::RoomJoined {
+            room,
+            topic,
+            users,
+            count,
+            epoch,
+            seq,
+            ..
+        } => {
+            out.extend_from_slice(br#"{"type":"room_joined","room":"#);
+            json::write_str(out, room);
+            out.extend_from_slice(br#","topic":"#);
+            json::write_str(out, topic);
+            if let Some(users) = users {
+                out.extend_from_slice(br#","users":"#);
+                write_json_names(out, users);
+            }
+            out.extend_from_slice(br#","count":"#);
+            write_decimal(out, *count as u64);
+            out.extend_from_slice(br#","epoch":"#);
+            json::write_str(out, epoch);
+            out.extend_from_slice(br#","seq":"#);
+            write_decimal(out, *seq);
+        }
+        Event::RoomLeft { room } => {
+            out.extend_from_slice(br#"{"type":"room_left","room":"#);
+            json::write_str(out, room);
+        }
+        Event::History {
+            room,
+            messages,
+            complete,
+            gap,
+            ..
+        } => {
+            out.extend_from_slice(br#"{"type":"history","room":"#);
+            json::write_str(out, room);
+            out.extend_from_slice(br#","messages":["#);
+            for (i, m) in messages.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                encode_message_json(m, offset_secs, true, out);
+            }
+            out.extend_from_slice(br#"],"complete":"#);
+            out.extend_from_slice(if *complete { b"true" } else { b"false" });
+            out.extend_from_slice(br#","gap":"#);
+            out.extend_from_slice(if *gap { b"true" } else { b"false" });
+        }
+        Event::RoomList { rooms, total } => {
+            out.extend_from_slice(br#"{"type":"room_list","rooms":["#);
+            for (i, r) in rooms.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(br#"{"name":"#);
+                json::write_str(out, &r.name);
+                out.extend_from_slice(br#","users":"#);
+                write_decimal(out, r.users as u64);
+                out.extend_from_slice(br#","topic":"#);
+                json::write_str(out, &r.topic);
+                out.push(b'}');
+            }
+            out.extend_from_slice(br#"],"total":"#);
+            write_decimal(out, *total as u64);
+        }
+        Event::Topic { room, topic, by } => {
+            out.extend_from_slice(br#"{"type":"topic","room":"#);
+            json::write_str(out, room);
+            out.extend_from_slice(br#","topic":"#);
+            json::write_str(out, topic);
+            out.extend_from_slice(br#","sender":"#);
+            json::write_str(out, if by.is_empty() { "Server" } else { by });
+        }
     }
-    out.extend_from_slice(br#","timestamp":"#);
-    json::write_str(out, stamp.as_str());
-    out.push(b'}');
 }
 
 /// Appends `["a","b",...]`.
@@ -143,7 +275,41 @@ pub fn decode_json(line: &[u8]) -> Result<ClientMsg, DecodeError> {
                 features,
             })
         }
-        "message" => message_or_private(required_str(&value, "message")?),
+        "message" => {
+            let room = optional_str(&value, "room")?;
+            match message_or_private(required_str(&value, "message")?)? {
+                ClientMsg::Message { text, .. } => Ok(ClientMsg::Message {
+                    room: room.map(str::to_owned),
+                    text,
+                }),
+                private => Ok(private),
+            }
+        }
+        "room_join" => {
+            let room = required_str(&value, "room")?.to_owned();
+            let since = match field(&value, "since") {
+                None => None,
+                Some(v @ Value::Object(_)) => Some(Since {
+                    epoch: required_str(v, "epoch")?.to_owned(),
+                    seq: number(v, "seq")?.ok_or(DecodeError::MissingField("seq"))?,
+                }),
+                Some(_) => return Err(DecodeError::BadField("since")),
+            };
+            Ok(ClientMsg::RoomJoin { room, since })
+        }
+        "room_leave" => Ok(ClientMsg::RoomLeave {
+            room: optional_str(&value, "room")?.map(str::to_owned),
+        }),
+        "rooms" => Ok(ClientMsg::Rooms),
+        "topic" => Ok(ClientMsg::Topic {
+            room: optional_str(&value, "room")?.map(str::to_owned),
+            topic: optional_str(&value, "topic")?.map(str::to_owned),
+        }),
+        "history" => Ok(ClientMsg::History {
+            room: optional_str(&value, "room")?.map(str::to_owned),
+            before: number(&value, "before")?,
+            limit: number(&value, "limit")?.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        }),
         "private" => {
             let to = required_str(&value, "to")?;
             if to.is_empty() || to.contains(char::is_whitespace) {
@@ -172,13 +338,38 @@ fn required_str<'v>(object: &'v Value, key: &'static str) -> Result<&'v str, Dec
         .ok_or(DecodeError::BadField(key))
 }
 
+/// The string `key` of a JSON object, `None` when absent or `null`,
+/// `BadField` when of another type.
+fn optional_str<'v>(object: &'v Value, key: &'static str) -> Result<Option<&'v str>, DecodeError> {
+    match field(object, key) {
+        None => Ok(None),
+        Some(v) => v.as_str().map(Some).ok_or(DecodeError::BadField(key)),
+    }
+}
+
+/// The non-negative integer `key` of a JSON object, `None` when absent or
+/// `null`, `BadField` for anything else (fractions, negatives, over `u64`).
+fn number(object: &Value, key: &'static str) -> Result<Option<u64>, DecodeError> {
+    match field(object, key) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| DecodeError::BadField(key)),
+        Some(_) => Err(DecodeError::BadField(key)),
+    }
+}
+
 /// Known feature names switch their flag on; anything else (unknown names,
 /// non-string items) is skipped so newer clients can ask for more.
 fn features_from(items: &[Value]) -> Features {
     let mut features = Features::default();
     for item in items {
-        if item.as_str() == Some("presence") {
-            features.presence = true;
+        match item.as_str() {
+            Some("presence") => features.presence = true,
+            Some("rooms") => features.rooms = true,
+            Some("history") => features.history = true,
+            _ => {}
         }
     }
     features
@@ -616,6 +807,7 @@ mod tests {
         let body = Event::Info {
             text: "Welcome".into(),
             user: None,
+            limits: None,
         };
         assert_eq!(
             json_of(body),
@@ -624,6 +816,7 @@ mod tests {
         let body = Event::Info {
             text: "Welcome, alice".into(),
             user: Some("alice".into()),
+            limits: None,
         };
         assert_eq!(
             json_of(body),
@@ -730,7 +923,7 @@ mod tests {
 
     #[test]
     fn client_surrogate_pairs_survive_decode_and_encode() {
-        let Ok(ClientMsg::Message { text }) =
+        let Ok(ClientMsg::Message { text, .. }) =
             decode_json(br#"{"type":"message","message":"\ud83d\ude00 \uD834\uDD1E"}"#)
         else {
             panic!("not a message");

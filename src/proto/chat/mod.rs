@@ -16,9 +16,9 @@ pub mod text;
 
 use std::fmt;
 
-pub use crate::hub::{ErrorCode, Event, Features};
-pub use json::{decode_json, encode_json, looks_like_json};
-pub use text::{MSG_USAGE, decode_text, decode_text_name, encode_text};
+pub use crate::hub::{ErrorCode, Event, Features, Since};
+pub use json::{decode_json, encode_json, encode_message_json, looks_like_json};
+pub use text::{MSG_USAGE, decode_text, decode_text_name, encode_message_text, encode_text};
 
 /// Deepest array/object nesting accepted in a client's JSON line.
 pub const MAX_JSON_DEPTH: usize = 32;
@@ -74,8 +74,11 @@ pub enum ClientMsg {
         /// Optional features asked for.
         features: Features,
     },
-    /// `{"type":"message","message":TEXT}`; any other text-mode line.
+    /// `{"type":"message","message":TEXT}` (optional `"room"`); any other
+    /// text-mode line.
     Message {
+        /// The room named (`None`: JSON means `#lobby`, text mode the current room).
+        room: Option<String>,
         /// The text as sent (may be empty; the hub refuses empty messages).
         text: String,
     },
@@ -93,6 +96,23 @@ pub enum ClientMsg {
     Who,
     /// `/help` in text mode (answered by the text session).
     Help,
+    /// `{"type":"room_join","room":R,"since":{"epoch":E,"seq":N}}`; `/join #R`.
+    RoomJoin { room: String, since: Option<Since> },
+    /// `{"type":"room_leave","room":R}`; `/part [#R]`.
+    RoomLeave { room: Option<String> },
+    /// `{"type":"rooms"}`; `/rooms`.
+    Rooms,
+    /// `{"type":"topic","room":R,"topic":T}`; `/topic [T]` (no text: show it).
+    Topic {
+        room: Option<String>,
+        topic: Option<String>,
+    },
+    /// `{"type":"history","room":R,"before":N,"limit":L}`; `/history [L]`.
+    History {
+        room: Option<String>,
+        before: Option<u64>,
+        limit: Option<usize>,
+    },
 }
 
 /// Why a client line was refused; each maps to an `error` reply.
@@ -163,6 +183,7 @@ impl DecodeError {
 pub(crate) fn message_or_private(text: &str) -> Result<ClientMsg, DecodeError> {
     let Some(rest) = text.strip_prefix('@') else {
         return Ok(ClientMsg::Message {
+            room: None,
             text: text.to_owned(),
         });
     };
@@ -221,11 +242,21 @@ pub(crate) fn text_len_hint(event: &Event) -> usize {
     match event {
         Event::Chat { from, text } | Event::Private { from, text } => from.len() + text.len(),
         Event::Notice { text } | Event::Error { text, .. } => text.len(),
-        Event::Info { text, user } => text.len() + user.as_ref().map_or(0, |u| u.len() + 10),
+        Event::Info { text, user, .. } => text.len() + user.as_ref().map_or(0, |u| u.len() + 10),
         Event::UserList { users } => names(users),
         Event::Presence { joined, left, .. } => names(joined) + names(left),
         Event::Summary { .. } => 96,
         Event::PrivateSent { to, text } => to.len() + text.len(),
+        Event::RoomJoined { users, topic, .. } => {
+            topic.len() + users.as_ref().map_or(0, |u| names(u)) + 96
+        }
+        Event::RoomLeft { room } => room.len() + 32,
+        Event::History { messages, .. } => messages.len() * 128 + 64,
+        Event::RoomList { rooms, .. } => rooms
+            .iter()
+            .map(|r| r.name.len() + r.topic.len() + 32)
+            .sum(),
+        Event::Topic { topic, by, .. } => topic.len() + by.len() + 64,
     }
 }
 
@@ -239,6 +270,7 @@ pub(crate) mod test_util {
 
     pub fn msg(text: &str) -> Result<ClientMsg, DecodeError> {
         Ok(ClientMsg::Message {
+            room: None,
             text: text.to_owned(),
         })
     }
@@ -253,7 +285,10 @@ pub(crate) mod test_util {
     pub fn join(name: &str, presence: bool) -> Result<ClientMsg, DecodeError> {
         Ok(ClientMsg::Join {
             name: name.to_owned(),
-            features: Features { presence },
+            features: Features {
+                presence,
+                ..Features::default()
+            },
         })
     }
 
@@ -401,7 +436,10 @@ mod tests {
         }
         assert_eq!(
             message_or_private("a@b"),
-            Ok(ClientMsg::Message { text: "a@b".into() })
+            Ok(ClientMsg::Message {
+                room: None,
+                text: "a@b".into()
+            })
         );
     }
 
@@ -428,7 +466,11 @@ mod tests {
         prop_oneof![
             (s(), s()).prop_map(|(from, text)| Event::Chat { from, text }),
             s().prop_map(|text| Event::Notice { text }),
-            (s(), prop::option::of(s())).prop_map(|(text, user)| Event::Info { text, user }),
+            (s(), prop::option::of(s())).prop_map(|(text, user)| Event::Info {
+                text,
+                user,
+                limits: None
+            }),
             list().prop_map(|users| Event::UserList { users }),
             (list(), list(), any::<usize>()).prop_map(|(joined, left, count)| Event::Presence {
                 joined,
@@ -464,12 +506,15 @@ mod tests {
             } => json!({"type":"message","sender":"Server","message":format!(
                 "{joined} joined and {left} left since the last summary; {count} users online. Send {{\"type\":\"who\"}} for the list."
             )}),
-            Event::Info { text, user: None } => {
+            Event::Info {
+                text, user: None, ..
+            } => {
                 json!({"type":"info","sender":"Server","message":text})
             }
             Event::Info {
                 text,
                 user: Some(user),
+                ..
             } => json!({"type":"info","sender":"Server","message":text,"user":user}),
             Event::UserList { users } => {
                 json!({"type":"user_list","users":users,"count":users.len()})
@@ -486,6 +531,8 @@ mod tests {
             Event::Error { code, text } => {
                 json!({"type":"error","sender":"Server","code":code.as_str(),"message":text})
             }
+            // Room events are not generated by `body()`; their own tests cover them.
+            other => panic!("not generated: {other:?}"),
         }
     }
 

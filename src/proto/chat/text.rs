@@ -6,9 +6,16 @@ use super::{
     ClientMsg, DecodeError, Event, Features, Stamp, echo, message_or_private, summary_sentence,
     text_len_hint, write_decimal,
 };
+use crate::hub::{LOBBY, Message};
 
 /// The usage line of `/msg`, carried by its `DecodeError::Usage`.
 pub const MSG_USAGE: &str = "/msg NAME TEXT";
+
+/// The usage line of `/join`.
+pub const JOIN_USAGE: &str = "/join #ROOM";
+
+/// The usage line of `/history`.
+pub const HISTORY_USAGE: &str = "/history [COUNT]";
 
 /// Appends the text-mode line for `event` (with `\n`); returns false when
 /// text-mode clients get nothing for it (presence deltas).
@@ -17,13 +24,77 @@ pub const MSG_USAGE: &str = "/msg NAME TEXT";
 /// become a space, any other control character (C0, DEL, C1 U+0080..U+009F)
 /// becomes U+FFFD, so no one can inject lines or escape sequences.
 pub fn encode_text(event: &Event, stamp: Stamp, out: &mut Vec<u8>) -> bool {
-    if let Event::Presence { .. } = event {
-        return false;
-    }
-    out.reserve(text_len_hint(event) + 32);
+    write_line(event, stamp, None, 0, out)
+}
+
+/// Appends the text-mode line(s) for `msg`; false when text mode gets
+/// nothing for it. Messages of a room other than `#lobby` show the room
+/// before the time (`[#toan 10:01:02] an: hi`), so lobby-only users see
+/// exactly the lines they always saw. History comes one line per message,
+/// each marked `(history)`.
+pub fn encode_message_text(msg: &Message, offset_secs: i32, out: &mut Vec<u8>) -> bool {
+    let room = msg
+        .room
+        .as_ref()
+        .map(|t| &*t.name)
+        .filter(|name| *name != LOBBY);
+    let stamp = Stamp::from_unix_ms(msg.ts_ms, offset_secs);
+    write_line(&msg.event, stamp, room, offset_secs, out)
+}
+
+fn write_prefix(stamp: Stamp, room: Option<&str>, out: &mut Vec<u8>) {
     out.push(b'[');
+    if let Some(room) = room {
+        write_terminal_safe(out, room);
+        out.push(b' ');
+    }
     out.extend_from_slice(stamp.as_str().as_bytes());
     out.extend_from_slice(b"] ");
+}
+
+fn write_line(
+    event: &Event,
+    stamp: Stamp,
+    room: Option<&str>,
+    offset_secs: i32,
+    out: &mut Vec<u8>,
+) -> bool {
+    match event {
+        Event::Presence { .. } => return false,
+        // Being put in the lobby at connect time is not news in text mode.
+        Event::RoomJoined { auto: true, .. } => return false,
+        Event::History {
+            room: r,
+            messages,
+            gap,
+            replay,
+            ..
+        } => {
+            let shown = (&**r != LOBBY).then_some(&**r);
+            if *gap {
+                write_prefix(stamp, shown, out);
+                out.extend_from_slice(b"*** Some messages were missed.\n");
+            }
+            if messages.is_empty() && !*replay {
+                write_prefix(stamp, shown, out);
+                out.extend_from_slice(b"*** No earlier messages.\n");
+            }
+            for m in messages {
+                if let Event::Chat { from, text } = &m.event {
+                    write_prefix(Stamp::from_unix_ms(m.ts_ms, offset_secs), shown, out);
+                    out.extend_from_slice(b"(history) ");
+                    write_terminal_safe(out, from);
+                    out.extend_from_slice(b": ");
+                    write_terminal_safe(out, text);
+                    out.push(b'\n');
+                }
+            }
+            return !out.is_empty();
+        }
+        _ => {}
+    }
+    out.reserve(text_len_hint(event) + 32);
+    write_prefix(stamp, room, out);
     match event {
         Event::Chat { from, text } => {
             write_terminal_safe(out, from);
@@ -52,7 +123,6 @@ pub fn encode_text(event: &Event, stamp: Stamp, out: &mut Vec<u8>) -> bool {
                 write_terminal_safe(out, user);
             }
         }
-        Event::Presence { .. } => {}
         Event::Private { from, text } => {
             out.extend_from_slice(b"[private] ");
             write_terminal_safe(out, from);
@@ -69,6 +139,69 @@ pub fn encode_text(event: &Event, stamp: Stamp, out: &mut Vec<u8>) -> bool {
             out.extend_from_slice(b"!!! ");
             write_terminal_safe(out, text);
         }
+        Event::RoomJoined {
+            room,
+            topic,
+            users,
+            count,
+            ..
+        } => {
+            out.extend_from_slice(b"*** You are in ");
+            write_terminal_safe(out, room);
+            out.extend_from_slice(b" (");
+            write_decimal(out, *count as u64);
+            out.extend_from_slice(if *count == 1 { b" user" } else { b" users" });
+            if let Some(users) = users {
+                for (i, user) in users.iter().enumerate() {
+                    out.extend_from_slice(if i == 0 { b": " } else { b", " });
+                    write_terminal_safe(out, user);
+                }
+            }
+            out.push(b')');
+            if !topic.is_empty() {
+                out.extend_from_slice(b". Topic: ");
+                write_terminal_safe(out, topic);
+            }
+            out.extend_from_slice(b". Plain lines go here now.");
+        }
+        Event::RoomLeft { room } => {
+            out.extend_from_slice(b"*** You left ");
+            write_terminal_safe(out, room);
+            out.push(b'.');
+        }
+        Event::RoomList { rooms, total } => {
+            out.extend_from_slice(b"*** Rooms (");
+            write_decimal(out, *total as u64);
+            out.push(b')');
+            for (i, r) in rooms.iter().enumerate() {
+                out.extend_from_slice(if i == 0 { b": " } else { b", " });
+                write_terminal_safe(out, &r.name);
+                out.extend_from_slice(b" (");
+                write_decimal(out, r.users as u64);
+                out.push(b')');
+                if !r.topic.is_empty() {
+                    out.push(b' ');
+                    write_terminal_safe(out, &r.topic);
+                }
+            }
+        }
+        Event::Topic { room, topic, by } => {
+            if by.is_empty() {
+                out.extend_from_slice(b"*** Topic of ");
+            } else {
+                out.extend_from_slice(b"*** ");
+                write_terminal_safe(out, by);
+                out.extend_from_slice(b" set the topic of ");
+            }
+            write_terminal_safe(out, room);
+            out.extend_from_slice(b": ");
+            if topic.is_empty() {
+                out.extend_from_slice(b"(none)");
+            } else {
+                write_terminal_safe(out, topic);
+            }
+        }
+        Event::Presence { .. } | Event::History { .. } => {}
     }
     out.push(b'\n');
     true
@@ -135,9 +268,14 @@ pub fn decode_text_name(line: &[u8]) -> Result<ClientMsg, DecodeError> {
             return Ok(ClientMsg::Help);
         }
     }
+    // Text users have rooms (`/join`); the lobby looks as it always did.
     Ok(ClientMsg::Join {
         name: name.to_owned(),
-        features: Features { presence: true },
+        features: Features {
+            presence: true,
+            rooms: true,
+            history: false,
+        },
     })
 }
 
@@ -158,6 +296,7 @@ pub fn decode_text(line: &[u8]) -> Result<ClientMsg, DecodeError> {
     };
     if after_slash.starts_with('/') {
         return Ok(ClientMsg::Message {
+            room: None,
             text: after_slash.to_owned(),
         });
     }
@@ -171,6 +310,42 @@ pub fn decode_text(line: &[u8]) -> Result<ClientMsg, DecodeError> {
         Ok(ClientMsg::Exit)
     } else if is_command(command, &["help"]) {
         Ok(ClientMsg::Help)
+    } else if is_command(command, &["join"]) {
+        let (room, _) = split_word(args);
+        if room.is_empty() {
+            return Err(DecodeError::Usage(JOIN_USAGE));
+        }
+        Ok(ClientMsg::RoomJoin {
+            room: room.to_owned(),
+            since: None,
+        })
+    } else if is_command(command, &["part", "leave"]) {
+        let (room, _) = split_word(args);
+        Ok(ClientMsg::RoomLeave {
+            room: (!room.is_empty()).then(|| room.to_owned()),
+        })
+    } else if is_command(command, &["rooms", "list"]) {
+        Ok(ClientMsg::Rooms)
+    } else if is_command(command, &["topic"]) {
+        let topic = args.trim();
+        Ok(ClientMsg::Topic {
+            room: None,
+            topic: (!topic.is_empty()).then(|| topic.to_owned()),
+        })
+    } else if is_command(command, &["history"]) {
+        let (n, _) = split_word(args);
+        let limit = match n {
+            "" => None,
+            n => Some(
+                n.parse::<usize>()
+                    .map_err(|_| DecodeError::Usage(HISTORY_USAGE))?,
+            ),
+        };
+        Ok(ClientMsg::History {
+            room: None,
+            before: None,
+            limit,
+        })
     } else if is_command(command, &["msg"]) {
         let (to, message) = split_word(args);
         if to.is_empty() || message.trim().is_empty() {
@@ -203,7 +378,7 @@ fn split_word(s: &str) -> (&str, &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_util::{T, join, msg, names, pm};
+    use super::super::test_util::{T, msg, names, pm};
     use super::*;
     use crate::hub::ErrorCode;
 
@@ -237,13 +412,23 @@ mod tests {
     }
 
     #[test]
-    fn decodes_text_name_line_as_join_with_presence() {
-        assert_eq!(decode_text_name(b"alice"), join("alice", true));
-        assert_eq!(decode_text_name(b"  bob \t"), join("bob", true));
-        assert_eq!(decode_text_name("zoë".as_bytes()), join("zoë", true));
-        assert_eq!(decode_text_name(b""), join("", true));
-        assert_eq!(decode_text_name(b"a b"), join("a b", true));
-        assert_eq!(decode_text_name(b"/who"), join("/who", true));
+    fn decodes_text_name_line_as_join_with_presence_and_rooms() {
+        let text_join = |name: &str| {
+            Ok(ClientMsg::Join {
+                name: name.to_owned(),
+                features: Features {
+                    presence: true,
+                    rooms: true,
+                    history: false,
+                },
+            })
+        };
+        assert_eq!(decode_text_name(b"alice"), text_join("alice"));
+        assert_eq!(decode_text_name(b"  bob \t"), text_join("bob"));
+        assert_eq!(decode_text_name("zoë".as_bytes()), text_join("zoë"));
+        assert_eq!(decode_text_name(b""), text_join(""));
+        assert_eq!(decode_text_name(b"a b"), text_join("a b"));
+        assert_eq!(decode_text_name(b"/who"), text_join("/who"));
     }
 
     #[test]
@@ -359,6 +544,7 @@ mod tests {
                 Event::Info {
                     text: "Welcome, alice".into(),
                     user: Some("alice".into()),
+                    limits: None,
                 },
                 "[12:00:01] *** Welcome, alice\n",
             ),
@@ -366,6 +552,7 @@ mod tests {
                 Event::Info {
                     text: "Hello".into(),
                     user: None,
+                    limits: None,
                 },
                 "[12:00:01] *** Hello\n",
             ),
