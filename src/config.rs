@@ -160,6 +160,12 @@ USAGE: multiuserchat [FLAGS]
                             become a periodic summary [1000]
   --summary-interval SECS   how often that summary is sent [5]
   --rate-limit N            chat messages per second per user, 0 = off [0]
+  --room \"#A,#B\"            rooms that always exist, besides #lobby (repeatable)
+  --no-room-create          only #lobby and the --room rooms exist
+  --max-rooms N             rooms on the server at once [10000]
+  --max-rooms-per-user N    rooms one user may be in at once [20]
+  --legacy-replay N         replay the last N lobby messages to clients without
+                            the rooms feature when they join [0]
   -h, --help                this text
   -V, --version             the version
 ";
@@ -219,6 +225,27 @@ impl Config {
                 "--rate-limit" => {
                     cfg.hub.rate_limit_per_sec = parse(&flag, &value()?, "not a number")?
                 }
+                "--room" => {
+                    let v = value()?;
+                    for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                        let Some(folded) = crate::hub::rooms::fold_room(name) else {
+                            return Err(ConfigError::BadValue {
+                                flag: flag.clone(),
+                                value: name.to_owned(),
+                                why: "a room name is # followed by 1 to 32 of a-z, 0-9, _ and -",
+                            });
+                        };
+                        if !cfg.hub.permanent_rooms.contains(&folded) {
+                            cfg.hub.permanent_rooms.push(folded);
+                        }
+                    }
+                }
+                "--no-room-create" => cfg.hub.room_create = false,
+                "--max-rooms" => cfg.hub.max_rooms = positive(&flag, &value()?)?,
+                "--max-rooms-per-user" => cfg.hub.max_rooms_per_user = positive(&flag, &value()?)?,
+                "--legacy-replay" => {
+                    cfg.hub.legacy_replay = parse(&flag, &value()?, "not a number")?
+                }
                 _ => return Err(ConfigError::UnknownFlag(arg)),
             }
         }
@@ -276,6 +303,29 @@ mod tests {
         assert_eq!(c.log_level, LevelFilter::Info);
         assert_eq!(c.max_line_bytes, 65536);
         assert_eq!(c.out_hard_limit_bytes, 4 << 20);
+    }
+
+    #[test]
+    fn parses_room_flags() {
+        let c = run(&[
+            "--room",
+            "#Math, #art",
+            "--room=#math",
+            "--no-room-create",
+            "--max-rooms",
+            "5",
+            "--max-rooms-per-user=2",
+            "--legacy-replay",
+            "10",
+        ])
+        .unwrap();
+        assert_eq!(c.hub.permanent_rooms, vec!["#math", "#art"]);
+        assert!(!c.hub.room_create);
+        assert_eq!((c.hub.max_rooms, c.hub.max_rooms_per_user), (5, 2));
+        assert_eq!(c.hub.legacy_replay, 10);
+        assert!(run(&["--room", "math"]).is_err());
+        assert!(run(&["--room", "#toán"]).is_err());
+        assert!(run(&["--max-rooms", "0"]).is_err());
     }
 
     #[test]

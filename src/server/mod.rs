@@ -247,6 +247,10 @@ impl Server {
         };
         let mut timers = Deadlines::new();
         timers.set(Timer::Sweep, now);
+        // Without durable history, every start begins a new history: a
+        // client's `since` from an earlier run is answered with `gap`.
+        let mut hub_cfg = cfg.hub.clone();
+        hub_cfg.epoch = new_epoch(unix_ms);
         let core = Core {
             files,
             handshake,
@@ -268,7 +272,7 @@ impl Server {
             poll,
             listeners,
             conns: Slab::new(),
-            hub: Hub::new(core.cfg.hub.clone()),
+            hub: Hub::new(hub_cfg),
             scratch: vec![0; SCRATCH_BYTES],
             serial: 0,
             timers,
@@ -744,6 +748,11 @@ impl Server {
             }
         }
     }
+}
+
+/// A fresh history epoch: the start time and process id, in hex.
+fn new_epoch(unix_ms: u64) -> String {
+    format!("{unix_ms:x}-{:x}", std::process::id())
 }
 
 /// Milliseconds since the Unix epoch, UTC.
