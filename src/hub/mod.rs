@@ -94,6 +94,44 @@ impl Default for HubConfig {
     }
 }
 
+/// Where room history older than the in-memory lines is kept (the durable
+/// log). The hub does no I/O itself: the server hands it an archive for the
+/// requests that may need one.
+pub trait Archive {
+    /// The newest `limit` chat lines of `room` with `after < seq < before`,
+    /// oldest first; `Ok(None)` when there is no archive (history lives in
+    /// memory only); `Err(())` when it cannot be read now.
+    #[allow(clippy::result_unit_err)]
+    fn read(
+        &mut self,
+        room: &str,
+        after: u64,
+        before: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<Message>>, ()>;
+
+    /// True once writes failed: the archive may have holes, so resumes are
+    /// answered with `gap`.
+    fn degraded(&self) -> bool;
+}
+
+/// No archive: history lives in memory only.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoArchive;
+
+impl Archive for NoArchive {
+    fn read(&mut self, _: &str, _: u64, _: u64, _: usize) -> Result<Option<Vec<Message>>, ()> {
+        Ok(None)
+    }
+
+    fn degraded(&self) -> bool {
+        false
+    }
+}
+
+/// Most lines a resume (`since`) replays before it says `gap` instead.
+const MAX_RESUME_LINES: usize = 1000;
+
 /// Who a produced message is for, resolved when drained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
@@ -245,8 +283,14 @@ impl Hub {
         }
     }
 
-    /// One request from `conn`.
+    /// One request from `conn`, with history in memory only.
     pub fn handle(&mut self, conn: ConnId, req: Request, now: Now) {
+        self.handle_with(conn, req, now, &mut NoArchive);
+    }
+
+    /// One request from `conn`; `archive` serves history older than what
+    /// rooms keep in memory.
+    pub fn handle_with(&mut self, conn: ConnId, req: Request, now: Now, archive: &mut dyn Archive) {
         match req {
             Request::Join { name, features } => self.join(conn, &name, features, now),
             Request::Say { room, text } => self.say(conn, room.as_deref(), text, now),
@@ -256,7 +300,7 @@ impl Hub {
                 let to = self.to_conn(conn);
                 self.push(to, now, event);
             }
-            Request::RoomJoin { room, since } => self.room_join(conn, &room, since, now),
+            Request::RoomJoin { room, since } => self.room_join(conn, &room, since, now, archive),
             Request::RoomLeave { room } => self.room_leave(conn, room.as_deref(), now),
             Request::Rooms => self.room_list(conn, now),
             Request::Topic { room, topic } => self.topic(conn, room.as_deref(), topic, now),
@@ -264,7 +308,7 @@ impl Hub {
                 room,
                 before,
                 limit,
-            } => self.history(conn, room.as_deref(), before, limit, now),
+            } => self.history(conn, room.as_deref(), before, limit, now, archive),
         }
     }
 
@@ -573,7 +617,7 @@ impl Hub {
         if features.rooms {
             self.room_joined(conn, lobby, true, now);
             if features.history {
-                self.replay(conn, lobby, None, now);
+                self.replay(conn, lobby, None, now, &mut NoArchive);
             }
         } else {
             let n = if features.history {
@@ -632,21 +676,46 @@ impl Hub {
     }
 
     /// The replay on joining a room: everything after `since` when it can be
-    /// served exactly, else the newest messages with `gap` set.
-    fn replay(&mut self, conn: ConnId, room_id: RoomId, since: Option<Since>, now: Now) {
+    /// served exactly (from memory, and from the archive for older lines),
+    /// else the newest messages with `gap` set.
+    fn replay(
+        &mut self,
+        conn: ConnId,
+        room_id: RoomId,
+        since: Option<Since>,
+        now: Now,
+        archive: &mut dyn Archive,
+    ) {
         let Some(room) = self.rooms.get(room_id.0 as usize) else {
             return;
         };
-        let exact = since.as_ref().filter(|s| {
-            *s.epoch == *self.epoch && s.seq <= room.seq && s.seq + 1 >= room.oldest_in_memory()
+        let resumable = since
+            .as_ref()
+            .filter(|s| *s.epoch == *self.epoch && s.seq <= room.seq && !archive.degraded());
+        let exact = resumable.and_then(|s| {
+            let oldest = room.oldest_in_memory();
+            if s.seq + 1 >= oldest {
+                return Some(room.after(s.seq));
+            }
+            // Older than memory: the archive must hold every line in between.
+            let want = usize::try_from(oldest - 1 - s.seq).ok()?;
+            if want + room.after(s.seq).len() > MAX_RESUME_LINES {
+                return None;
+            }
+            let older = archive.read(&room.name, s.seq, oldest, want).ok()??;
+            let contiguous = older.len() == want
+                && older
+                    .iter()
+                    .zip(s.seq + 1..)
+                    .all(|(m, n)| m.room.as_ref().and_then(|t| t.seq) == Some(n));
+            contiguous.then(|| {
+                let mut all: Vec<Rc<Message>> = older.into_iter().map(Rc::new).collect();
+                all.extend(room.after(s.seq));
+                all
+            })
         });
-        let (messages, gap) = match exact {
-            Some(s) => (room.after(s.seq), false),
-            None => (
-                room.before(room.seq + 1, self.cfg.replay_count),
-                since.is_some(),
-            ),
-        };
+        let gap = since.is_some() && exact.is_none();
+        let messages = exact.unwrap_or_else(|| room.before(room.seq + 1, self.cfg.replay_count));
         let complete = first_seq(&messages).map_or(room.seq == 0, |s| s <= 1);
         let event = Event::History {
             room: room.name.clone(),
@@ -834,7 +903,14 @@ impl Hub {
         self.push_in(to, room_id, now, Event::UserList { users });
     }
 
-    fn room_join(&mut self, conn: ConnId, name: &str, since: Option<Since>, now: Now) {
+    fn room_join(
+        &mut self,
+        conn: ConnId,
+        name: &str,
+        since: Option<Since>,
+        now: Now,
+        archive: &mut dyn Archive,
+    ) {
         let Some(id) = self.joined_user(conn, now) else {
             return;
         };
@@ -881,7 +957,7 @@ impl Hub {
             return;
         }
         self.room_joined(conn, room_id, false, now);
-        self.replay(conn, room_id, since, now);
+        self.replay(conn, room_id, since, now, archive);
         let announce = !already
             && room_id != self.lobby
             && self
@@ -1015,6 +1091,7 @@ impl Hub {
         before: Option<u64>,
         limit: Option<usize>,
         now: Now,
+        archive: &mut dyn Archive,
     ) {
         let Some(id) = self.joined_user(conn, now) else {
             return;
@@ -1032,9 +1109,30 @@ impl Hub {
             .unwrap_or(self.cfg.replay_count)
             .clamp(1, self.cfg.max_history_page);
         let before = before.unwrap_or(r.seq + 1).min(r.seq + 1);
-        let messages = r.before(before, limit);
-        // Lines older than the room's memory are gone: the history starts there.
-        let complete = first_seq(&messages).unwrap_or(before) <= r.oldest_in_memory();
+        let mut messages = r.before(before, limit);
+        let oldest = r.oldest_in_memory();
+        let low = first_seq(&messages).unwrap_or(before).min(before);
+        let mut complete = low <= 1;
+        if !complete && messages.len() < limit && low <= oldest {
+            // The rest of the page is older than memory.
+            match archive.read(&r.name, 0, low, limit - messages.len()) {
+                Ok(None) => complete = true, // memory only: nothing older exists
+                Ok(Some(older)) => {
+                    let mut page: Vec<Rc<Message>> = older.into_iter().map(Rc::new).collect();
+                    page.append(&mut messages);
+                    messages = page;
+                    complete = first_seq(&messages).unwrap_or(before) <= 1;
+                }
+                Err(()) => {
+                    let text = "History cannot be read right now.".to_owned();
+                    self.error(conn, ErrorCode::HistoryUnavailable, text, now);
+                    return;
+                }
+            }
+        }
+        let Some(r) = self.rooms.get(room_id.0 as usize) else {
+            return;
+        };
         let event = Event::History {
             room: r.name.clone(),
             messages,

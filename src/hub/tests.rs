@@ -1,5 +1,7 @@
 //! Hub tests: requests in, effects asserted; no sockets, time is an argument.
 
+use std::rc::Rc;
+
 use super::*;
 
 fn id(key: u32) -> ConnId {
@@ -581,4 +583,243 @@ fn shutdown_notifies_everyone_then_users_leave_silently() {
         }
     );
     assert_eq!(h.user_count(), 0);
+}
+
+/// An archive over a plain list, for the archive paths.
+struct ListArchive {
+    lines: Vec<Message>,
+    degraded: bool,
+    fail: bool,
+}
+
+impl Archive for ListArchive {
+    fn read(
+        &mut self,
+        room: &str,
+        after: u64,
+        before: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<Message>>, ()> {
+        if self.fail {
+            return Err(());
+        }
+        let mut v: Vec<Message> = self
+            .lines
+            .iter()
+            .filter(|m| {
+                m.room.as_ref().is_some_and(|t| {
+                    &*t.name == room && t.seq.is_some_and(|s| s > after && s < before)
+                })
+            })
+            .cloned()
+            .collect();
+        let cut = v.len().saturating_sub(limit);
+        Ok(Some(v.split_off(cut)))
+    }
+
+    fn degraded(&self) -> bool {
+        self.degraded
+    }
+}
+
+fn rooms_join(h: &mut Hub, key: u32, name: &str) {
+    let req = Request::Join {
+        name: name.to_owned(),
+        features: Features {
+            rooms: true,
+            ..Features::default()
+        },
+    };
+    h.handle(id(key), req, now());
+}
+
+fn history_seqs(out: &[(Vec<ConnId>, Event)]) -> Option<(Vec<u64>, bool, bool)> {
+    out.iter().find_map(|(_, e)| match e {
+        Event::History {
+            messages,
+            complete,
+            gap,
+            ..
+        } => Some((
+            messages
+                .iter()
+                .filter_map(|m| m.room.as_ref().and_then(|t| t.seq))
+                .collect(),
+            *complete,
+            *gap,
+        )),
+        _ => None,
+    })
+}
+
+/// A hub whose rooms remember 3 lines, with 8 lines said in #r and all 8 in `archive`.
+fn hub_with_archive() -> (Hub, ListArchive) {
+    let mut h = Hub::new(HubConfig {
+        ring_capacity: 3,
+        ..HubConfig::default()
+    });
+    rooms_join(&mut h, 1, "writer");
+    h.handle(
+        id(1),
+        Request::RoomJoin {
+            room: "#r".into(),
+            since: None,
+        },
+        now(),
+    );
+    let mut lines = Vec::new();
+    for i in 1..=8 {
+        h.handle(
+            id(1),
+            Request::Say {
+                room: Some("#r".into()),
+                text: format!("l{i}"),
+            },
+            now(),
+        );
+    }
+    h.drain_effects(|e| {
+        if let Effect::Persist { msg } = e {
+            lines.push(msg.clone());
+        }
+    });
+    (
+        h,
+        ListArchive {
+            lines,
+            degraded: false,
+            fail: false,
+        },
+    )
+}
+
+#[test]
+fn resume_reads_what_memory_no_longer_holds_from_the_archive() {
+    let (mut h, mut archive) = hub_with_archive();
+    rooms_join(&mut h, 2, "reader");
+    let _ = bodies(&mut h);
+    let since = Some(Since {
+        epoch: "0".into(),
+        seq: 2,
+    });
+    let req = Request::RoomJoin {
+        room: "#r".into(),
+        since: since.clone(),
+    };
+    h.handle_with(id(2), req.clone(), now(), &mut archive);
+    let (seqs, _, gap) = history_seqs(&bodies(&mut h)).expect("a replay");
+    assert_eq!(seqs, vec![3, 4, 5, 6, 7, 8]);
+    assert!(!gap);
+
+    // Without the archive the same resume cannot be exact.
+    h.handle(
+        id(2),
+        Request::RoomLeave {
+            room: Some("#r".into()),
+        },
+        now(),
+    );
+    h.handle(id(2), req.clone(), now());
+    let (seqs, _, gap) = history_seqs(&bodies(&mut h)).expect("a replay");
+    assert!(gap);
+    assert_eq!(seqs, vec![6, 7, 8], "the newest follow");
+
+    // A degraded archive may have holes: gap too.
+    archive.degraded = true;
+    h.handle(
+        id(2),
+        Request::RoomLeave {
+            room: Some("#r".into()),
+        },
+        now(),
+    );
+    h.handle_with(id(2), req, now(), &mut archive);
+    assert!(history_seqs(&bodies(&mut h)).expect("a replay").2);
+}
+
+#[test]
+fn history_pages_continue_into_the_archive() {
+    let (mut h, mut archive) = hub_with_archive();
+    let _ = bodies(&mut h);
+    let page = |before, limit| Request::History {
+        room: Some("#r".into()),
+        before: Some(before),
+        limit: Some(limit),
+    };
+    h.handle_with(id(1), page(8, 4), now(), &mut archive);
+    let (seqs, complete, _) = history_seqs(&bodies(&mut h)).expect("a page");
+    assert_eq!(seqs, vec![4, 5, 6, 7]);
+    assert!(!complete);
+    h.handle_with(id(1), page(4, 10), now(), &mut archive);
+    let (seqs, complete, _) = history_seqs(&bodies(&mut h)).expect("a page");
+    assert_eq!(seqs, vec![1, 2, 3]);
+    assert!(complete);
+    // Memory only: the evicted lines are gone, and the page says so.
+    h.handle(id(1), page(6, 10), now());
+    let (seqs, complete, _) = history_seqs(&bodies(&mut h)).expect("a page");
+    assert_eq!(seqs, Vec::<u64>::new());
+    assert!(complete);
+    archive.fail = true;
+    h.handle_with(id(1), page(6, 10), now(), &mut archive);
+    assert_eq!(
+        error_code(&bodies(&mut h)),
+        Some(ErrorCode::HistoryUnavailable)
+    );
+}
+
+#[test]
+fn restore_rebuilds_rooms_seq_ring_and_topic() {
+    let (_, archive) = hub_with_archive();
+    let mut h = Hub::new(HubConfig {
+        ring_capacity: 3,
+        ..HubConfig::default()
+    });
+    for m in archive.lines {
+        h.restore(m);
+    }
+    h.restore(Message {
+        ts_ms: 1,
+        event: Event::Topic {
+            room: Rc::from("#r"),
+            topic: "kept".into(),
+            by: "writer".into(),
+        },
+        room: Some(RoomTag {
+            name: Rc::from("#r"),
+            seq: None,
+        }),
+    });
+    rooms_join(&mut h, 3, "back");
+    h.handle(
+        id(3),
+        Request::RoomJoin {
+            room: "#r".into(),
+            since: None,
+        },
+        now(),
+    );
+    let out = bodies(&mut h);
+    assert!(out.iter().any(|(_, e)| matches!(e,
+        Event::RoomJoined { room, topic, seq: 8, .. } if &**room == "#r" && topic == "kept")));
+    let (seqs, _, _) = history_seqs(&out).expect("a replay");
+    assert_eq!(seqs, vec![6, 7, 8]);
+    // The next line continues the numbering.
+    h.handle(
+        id(3),
+        Request::Say {
+            room: Some("#r".into()),
+            text: "next".into(),
+        },
+        now(),
+    );
+    let persisted: Vec<u64> = {
+        let mut v = Vec::new();
+        h.drain_effects(|e| {
+            if let Effect::Persist { msg } = e {
+                v.extend(msg.room.as_ref().and_then(|t| t.seq));
+            }
+        });
+        v
+    };
+    assert_eq!(persisted, vec![9]);
 }
