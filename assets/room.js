@@ -46,7 +46,8 @@
   function start({ conn, name, welcome, early }) {
     const { t, bind } = window.I18N;
     const q = (id) => document.querySelector(`[data-testid="${id}"]`);
-    const log = q('messageLog');
+    const log = q('messageLog');   // the scrolling live region
+    const list = q('messageList'); // the entries, an <ol> inside it
     const emptyLog = q('emptyLog');
     const form = q('composer');
     const input = q('messageInput');
@@ -90,8 +91,8 @@
 
     function append(item, forceScroll) {
       const stick = forceScroll || nearBottom();
-      log.appendChild(item);
-      while (log.childElementCount > MAX_LOG_ENTRIES) log.firstElementChild.remove();
+      list.appendChild(item);
+      while (list.childElementCount > MAX_LOG_ENTRIES) list.firstElementChild.remove();
       emptyLog.hidden = true;
       if (stick) log.scrollTop = log.scrollHeight;
     }
