@@ -107,9 +107,15 @@
       li.dataset.kind = kind;
       const bubble = el('div', 'bubble');
       const meta = el('div', 'meta');
-      if (who) {
+      if (who && (kind === 'own' || kind === 'private-out')) {
+        meta.appendChild(el('span', 'who', who));
+      } else if (who) {
+        // Clicking a sender starts a private message. Out of the Tab order so
+        // the keyboard need not step through every message: the online list
+        // (and typing @name) does the same from the keyboard.
         const whoEl = el('button', 'who', who);
         whoEl.type = 'button';
+        whoEl.tabIndex = -1;
         whoEl.dataset.name = who;
         whoEl.dataset.i18nTitle = 'pmTitle';
         whoEl.dataset.i18nArgs = JSON.stringify({ name: who });
@@ -442,6 +448,12 @@
       toggle.setAttribute('aria-expanded', String(open));
     }
     toggle.addEventListener('click', () => setSidebar(room.dataset.users !== 'open'));
+    // On a phone the open list covers the chat: Escape closes it and returns to the toggle.
+    document.addEventListener('keydown', (e) => {
+      if (e.key !== 'Escape' || !phone.matches || room.dataset.users !== 'open') return;
+      setSidebar(false);
+      toggle.focus();
+    });
     phone.addEventListener('change', () => setSidebar(!phone.matches));
     setSidebar(!phone.matches);
 
