@@ -46,7 +46,8 @@
   function start({ conn, name, welcome, early }) {
     const { t, bind } = window.I18N;
     const q = (id) => document.querySelector(`[data-testid="${id}"]`);
-    const log = q('messageLog');
+    const log = q('messageLog');   // the scrolling live region
+    const list = q('messageList'); // the entries, an <ol> inside it
     const emptyLog = q('emptyLog');
     const form = q('composer');
     const input = q('messageInput');
@@ -90,8 +91,8 @@
 
     function append(item, forceScroll) {
       const stick = forceScroll || nearBottom();
-      log.appendChild(item);
-      while (log.childElementCount > MAX_LOG_ENTRIES) log.firstElementChild.remove();
+      list.appendChild(item);
+      while (list.childElementCount > MAX_LOG_ENTRIES) list.firstElementChild.remove();
       emptyLog.hidden = true;
       if (stick) log.scrollTop = log.scrollHeight;
     }
@@ -106,9 +107,15 @@
       li.dataset.kind = kind;
       const bubble = el('div', 'bubble');
       const meta = el('div', 'meta');
-      if (who) {
+      if (who && (kind === 'own' || kind === 'private-out')) {
+        meta.appendChild(el('span', 'who', who));
+      } else if (who) {
+        // Clicking a sender starts a private message. Out of the Tab order so
+        // the keyboard need not step through every message: the online list
+        // (and typing @name) does the same from the keyboard.
         const whoEl = el('button', 'who', who);
         whoEl.type = 'button';
+        whoEl.tabIndex = -1;
         whoEl.dataset.name = who;
         whoEl.dataset.i18nTitle = 'pmTitle';
         whoEl.dataset.i18nArgs = JSON.stringify({ name: who });
@@ -441,6 +448,12 @@
       toggle.setAttribute('aria-expanded', String(open));
     }
     toggle.addEventListener('click', () => setSidebar(room.dataset.users !== 'open'));
+    // On a phone the open list covers the chat: Escape closes it and returns to the toggle.
+    document.addEventListener('keydown', (e) => {
+      if (e.key !== 'Escape' || !phone.matches || room.dataset.users !== 'open') return;
+      setSidebar(false);
+      toggle.focus();
+    });
     phone.addEventListener('change', () => setSidebar(!phone.matches));
     setSidebar(!phone.matches);
 

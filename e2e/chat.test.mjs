@@ -22,6 +22,7 @@ import { mkdirSync, writeFileSync, readFileSync, openSync, closeSync } from 'nod
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
+import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
 
 const env = process.env;
@@ -45,6 +46,13 @@ const CHROMIUM_ARGS = [
   '--disable-component-update',
   '--disable-sync',
 ];
+
+// axe-core's browser build. The pages' Content-Security-Policy (script-src 'self')
+// refuses an injected inline <script> (page.addScriptTag), so its source is
+// evaluated through the DevTools protocol instead, which the policy does not govern.
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+// Violations of these impacts fail a test; the others are only printed.
+const AXE_FAILING_IMPACTS = new Set(['serious', 'critical']);
 
 const tid = (id) => `[data-testid="${id}"]`;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -304,6 +312,53 @@ function pageProblems(sessions) {
     for (const c of s.console) if (/Content Security Policy|Refused to (execute|load|apply|connect)/i.test(c)) out.push(`${s.label}: ${c}`);
   }
   return out;
+}
+
+/**
+ * Runs axe-core on the whole page as it is now and fails on any violation of
+ * impact serious or critical, naming each one's id, impact, help text and the
+ * offending nodes. The full result goes to <artifacts>/axe-<label>.json.
+ */
+async function checkAccessibility(s, label) {
+  const { page } = s;
+  if (!(await page.evaluate(() => typeof window.axe === 'object' && typeof window.axe.run === 'function'))) {
+    await page.evaluate(AXE_SOURCE);
+  }
+  // Colours measured mid-transition (e.g. just after a colour-scheme switch) would be neither theme's.
+  await page.evaluate(() => Promise.all(document.getAnimations()
+    .filter((anim) => anim instanceof CSSTransition)
+    .map((anim) => anim.finished.catch(() => {}))));
+  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  writeFileSync(join(ARTIFACTS, `axe-${slug(label)}.json`), `${JSON.stringify({ url: result.url, violations: result.violations }, null, 2)}\n`);
+  const describe = (v) => [
+    `  ${v.id} [${v.impact}] ${v.help} (${v.helpUrl})`,
+    ...v.nodes.map((n) => `      at ${JSON.stringify(n.target)}${n.failureSummary ? `: ${n.failureSummary.replace(/\s*\n\s*/g, ' ')}` : ''}`),
+  ].join('\n');
+  const failing = result.violations.filter((v) => AXE_FAILING_IMPACTS.has(v.impact));
+  const minor = result.violations.filter((v) => !AXE_FAILING_IMPACTS.has(v.impact));
+  if (minor.length) console.log(`axe ${label}: ${minor.length} minor/moderate violation(s), not failing:\n${minor.map(describe).join('\n')}`);
+  if (failing.length) {
+    const report = `axe ${label}: ${failing.length} serious/critical violation(s):\n${failing.map(describe).join('\n')}`;
+    console.log(report);
+    assert.fail(report);
+  }
+}
+
+/** Asserts the focused element is `testid` (or matches `selector`) and shows a focus indicator. */
+async function assertFocus(s, what, selector) {
+  const state = await s.page.evaluate((sel) => {
+    const e = document.activeElement;
+    const cs = e ? getComputedStyle(e) : null;
+    return {
+      matches: Boolean(e && e.matches(sel)),
+      focused: e ? `${e.tagName.toLowerCase()}${e.dataset.testid ? `[data-testid=${e.dataset.testid}]` : ''}${e.className ? `.${String(e.className).trim().split(/\s+/).join('.')}` : ''}` : 'none',
+      focusVisible: Boolean(e && e.matches(':focus-visible')),
+      outline: cs && cs.outlineStyle !== 'none' && parseFloat(cs.outlineWidth) > 0,
+      ring: cs && cs.boxShadow !== 'none',
+    };
+  }, selector);
+  assert.ok(state.matches, `focus should be on ${what}, is on ${state.focused}`);
+  assert.ok(state.focusVisible && (state.outline || state.ring), `${what} has focus but no visible focus indicator: ${JSON.stringify(state)}`);
 }
 
 /**
@@ -628,6 +683,155 @@ e2e('Vietnamese UI for a vi-VN browser, and the language switch works and is rem
   assert.equal((await page.locator(tid('connectionStatusText')).innerText()).trim(), 'Connected');
 });
 
+e2e('accessibility: the login page has no serious or critical axe violations (light, dark, with an error, Vietnamese)', async (t) => {
+  const s = await openUser('axe', t);
+  const { page } = s;
+  await checkAccessibility(s, 'login light');
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await checkAccessibility(s, 'login dark');
+
+  await page.locator(tid('loginName')).fill('two words');
+  await page.locator(tid('loginSubmit')).click();
+  await page.locator(tid('loginError')).waitFor({ state: 'visible', timeout: STEP });
+  await checkAccessibility(s, 'login dark with an error');
+  await page.emulateMedia({ colorScheme: 'light' });
+  await checkAccessibility(s, 'login light with an error');
+
+  await page.locator(tid('langSwitch')).selectOption('vi');
+  assert.equal(await page.getAttribute('html', 'lang'), 'vi');
+  await checkAccessibility(s, 'login light vi');
+});
+
+e2e('accessibility: the chat page with messages and the online list has no serious or critical axe violations (light, dark, Vietnamese)', async (t) => {
+  const [a, b] = await users(t, 'ann', 'bob');
+  await waitForUser(a, b.name);
+  await waitForUser(b, a.name);
+
+  // One entry of every kind: own, other, private both ways, a failed delivery, server notices.
+  const stamp = Date.now();
+  await send(a, `public from ann ${stamp}`);
+  await send(b, `public from bob ${stamp}`);
+  await send(b, `@${a.name} private to ann ${stamp}`);
+  await send(a, `@${b.name} private to bob ${stamp}`);
+  await send(a, `@${uniqueName('ghost')} to nobody ${stamp}`);
+  await waitForMessage(a, `public from bob ${stamp}`, 'other');
+  await waitForMessage(a, `private to ann ${stamp}`, 'private-in');
+  await a.page.locator(`${tid('message')}[data-state="failed"]`).filter({ hasText: `to nobody ${stamp}` }).waitFor({ timeout: STEP });
+  // Answers come in order: after the failure nothing of ann's is still on its way.
+  assert.equal(await a.page.locator(`${tid('message')}[data-state="sending"], ${tid('message')}[data-state="queued"]`).count(), 0);
+  assert.ok(await a.page.locator(tid('userList')).isVisible(), 'the online list is shown');
+
+  await checkAccessibility(a, 'chat light');
+  await a.page.emulateMedia({ colorScheme: 'dark' });
+  await checkAccessibility(a, 'chat dark');
+  await a.page.locator(tid('langSwitch')).selectOption('vi');
+  assert.equal((await a.page.locator(tid('exitButton')).innerText()).trim(), 'Rời phòng');
+  await checkAccessibility(a, 'chat dark vi');
+  await a.page.emulateMedia({ colorScheme: 'light' });
+  await checkAccessibility(a, 'chat light vi');
+  // The receiving side too (incoming private message, others' names as buttons).
+  await checkAccessibility(b, 'chat light, other user');
+});
+
+e2e('accessibility: on a phone the chat page and its open online list pass axe; the keyboard opens the list and Escape closes it', async (t) => {
+  const s = await openUser('phone', t, { viewport: { width: 390, height: 780 }, isMobile: true, hasTouch: true });
+  const { page } = s;
+  await checkAccessibility(s, 'phone login');
+  s.name = uniqueName('phone');
+  await page.locator(tid('loginName')).fill(s.name);
+  await page.locator(tid('loginName')).press('Enter');
+  await waitForStatus(s, 'online');
+  const text = `from a phone ${Date.now()}`;
+  await send(s, text);
+  await page.locator(`${tid('message')}[data-state="sent"]`).filter({ hasText: text }).waitFor({ timeout: STEP });
+  await checkAccessibility(s, 'phone chat');
+
+  // Back from the message field: log, Leave, language, then the list toggle.
+  await assertFocus(s, 'the message field', tid('messageInput'));
+  for (let i = 0; i < 4; i++) await page.keyboard.press('Shift+Tab');
+  await assertFocus(s, 'the online list toggle', tid('userListToggle'));
+  assert.equal(await page.locator(tid('userListToggle')).getAttribute('aria-expanded'), 'false');
+  await page.keyboard.press('Enter');
+  await waitForUser(s, s.name);
+  assert.equal(await page.locator(tid('userListToggle')).getAttribute('aria-expanded'), 'true');
+  await checkAccessibility(s, 'phone chat with the online list open');
+
+  await page.keyboard.press('Escape');
+  await page.locator(tid('userList')).waitFor({ state: 'hidden', timeout: STEP });
+  assert.equal(await page.locator(tid('userListToggle')).getAttribute('aria-expanded'), 'false');
+  await assertFocus(s, 'the online list toggle', tid('userListToggle'));
+});
+
+e2e('keyboard only: Enter joins, sends and starts a private message; focus order and visible focus on both pages', async (t) => {
+  const [b] = await users(t, 'bob');
+  const s = await openUser('kim', t);
+  const { page } = s;
+  const key = (k) => page.keyboard.press(k);
+
+  // Login page: the name field has focus; then Join, then the language switch.
+  await assertFocus(s, 'the name field', tid('loginName'));
+  await key('Tab');
+  await assertFocus(s, 'the Join button', tid('loginSubmit'));
+  await key('Tab');
+  await assertFocus(s, 'the language switch', tid('langSwitch'));
+  await key('Shift+Tab');
+  await key('Shift+Tab');
+  await assertFocus(s, 'the name field', tid('loginName'));
+  s.name = uniqueName('kim');
+  await page.keyboard.type(s.name);
+  await key('Enter');
+  await waitForStatus(s, 'online');
+  await waitForUser(s, s.name);
+  await waitForUser(s, b.name);
+
+  // Chat page: the message field has focus; Enter sends and keeps it there.
+  await assertFocus(s, 'the message field', tid('messageInput'));
+  const hello = `sent with Enter ${Date.now()}`;
+  await page.keyboard.type(hello);
+  await key('Enter');
+  await waitForMessage(b, hello, 'other');
+  assert.equal(await page.locator(tid('messageInput')).inputValue(), '', 'the field is cleared');
+  await assertFocus(s, 'the message field after sending', tid('messageInput'));
+  const fromBob = `from bob ${Date.now()}`;
+  await send(b, fromBob);
+  await waitForMessage(s, fromBob, 'other');
+
+  // Forward: Send, then the others in the online list (not oneself).
+  await key('Tab');
+  await assertFocus(s, 'the Send button', tid('sendButton'));
+  await key('Tab');
+  await assertFocus(s, `${b.name} in the online list`, `${tid('userList')} button[data-name="${b.name}"]`);
+  // Enter on a name starts a private message to them.
+  await key('Enter');
+  await assertFocus(s, 'the message field', tid('messageInput'));
+  assert.equal(await page.locator(tid('messageInput')).inputValue(), `@${b.name} `);
+  const secret = `private by keyboard ${Date.now()}`;
+  await page.keyboard.type(secret);
+  await key('Enter');
+  await waitForMessage(b, secret, 'private-in');
+
+  // Backward: the log (a Tab stop of its own so it can be scrolled; senders'
+  // names inside it are not), then the top bar right to left.
+  await key('Shift+Tab');
+  await assertFocus(s, 'the message log', tid('messageLog'));
+  await key('Shift+Tab');
+  await assertFocus(s, 'the Leave button', tid('exitButton'));
+  await key('Shift+Tab');
+  await assertFocus(s, 'the language switch', tid('langSwitch'));
+  await key('Shift+Tab');
+  await assertFocus(s, 'the online list toggle', tid('userListToggle'));
+
+  // Leaving by keyboard lands in the login page's name field.
+  await key('Tab');
+  await key('Tab');
+  await assertFocus(s, 'the Leave button', tid('exitButton'));
+  await key('Enter');
+  await page.waitForURL((u) => !u.pathname.endsWith('/rooms.html'), { timeout: STEP });
+  await waitForPage(s, 'login');
+  await assertFocus(s, 'the name field', tid('loginName'));
+  await waitForUserGone(b, s.name);
+});
+
 e2e('after a server restart the page reconnects, re-joins and sends what was typed offline', async (t) => {
   assert.ok(env.E2E_SERVER_CMD && env.E2E_SERVER_PIDFILE && env.E2E_SERVER_LOG, 'run.sh must pass the server command, pidfile and log');
   const [a] = await users(t, 'ann');
@@ -641,6 +845,10 @@ e2e('after a server restart the page reconnects, re-joins and sends what was typ
   const pending = a.page.locator(`${tid('message')}[data-kind="own"]`).filter({ hasText: offline });
   await pending.waitFor({ timeout: STEP });
   assert.equal(await pending.getAttribute('data-state'), 'queued', 'shown as waiting, not lost');
+  // Offline status, connection-lost notice and waiting message stay readable.
+  await checkAccessibility(a, 'chat offline light');
+  await a.page.emulateMedia({ colorScheme: 'dark' });
+  await checkAccessibility(a, 'chat offline dark');
 
   // Restart just after a failed retry, while the page's next attempt (backoff
   // doubling from 250 ms) is still well over a second away, so an observer

@@ -2,7 +2,8 @@
 # Installs what the browser end-to-end tests need, only when it is missing:
 # Debian's chromium (driven by playwright-core, no browser download), two font
 # packages for readable screenshots, and the npm packages pinned in
-# e2e/package-lock.json. Safe to run on every CI job; a no-op when all is present.
+# e2e/package-lock.json (playwright-core; axe-core for the accessibility checks).
+# Safe to run on every CI job; a no-op when all is present.
 # Usage (from anywhere): e2e/install.sh   (needs root for apt-get)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -24,6 +25,6 @@ chromium --version 2>/dev/null || true
 
 node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' \
   || { echo "e2e/install.sh: node >= 20 is required by playwright-core 1.65" >&2; exit 1; }
-if [ ! -f node_modules/playwright-core/package.json ]; then
+if [ ! -f node_modules/playwright-core/package.json ] || [ ! -f node_modules/axe-core/axe.min.js ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi

@@ -24,8 +24,8 @@ bin="${E2E_SERVER_BIN:-$target_dir/debug/multiuserchat}"
 artifacts="${E2E_ARTIFACTS:-$root/target/e2e-artifacts}"
 run_timeout="${E2E_RUN_TIMEOUT:-300}"
 
-if [ ! -f e2e/node_modules/playwright-core/package.json ]; then
-  echo "e2e: playwright-core is missing; run e2e/install.sh first" >&2
+if [ ! -f e2e/node_modules/playwright-core/package.json ] || [ ! -f e2e/node_modules/axe-core/axe.min.js ]; then
+  echo "e2e: playwright-core or axe-core is missing; run e2e/install.sh first" >&2
   exit 2
 fi
 if [ ! -x "${E2E_CHROMIUM:-/usr/bin/chromium}" ]; then
