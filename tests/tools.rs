@@ -152,6 +152,71 @@ fn chat_client_joins_chats_whispers_lists_and_quits() {
 }
 
 #[test]
+fn chat_client_rooms_commands() {
+    let server = start_server();
+    let port = server.tcp.port().to_string();
+    let mut an = start_client(&port, Some("an"));
+    an.expect("Welcome an");
+    an.expect("You are in #lobby");
+    let mut bo = start_client(&port, Some("bo"));
+    bo.expect("Welcome bo");
+
+    an.say("/join #Toan");
+    an.expect("*** You are in #toan (1 user: an)");
+    an.say("first words");
+    let own = an.expect("an: first words");
+    assert!(own.starts_with("[#toan "), "{own}");
+    bo.say("/join toan");
+    let joined = bo.expect("*** You are in #toan (2 users");
+    assert!(joined.contains("Plain lines go here now"), "{joined}");
+    let replayed = bo.expect("(history) an: first words");
+    assert!(replayed.starts_with("[#toan "), "{replayed}");
+
+    // Plain lines go to the current room, shown with the room.
+    bo.say("hi toan");
+    let line = an.expect("bo: hi toan");
+    assert!(
+        line.starts_with("[#toan ") && !line.contains("(history)"),
+        "{line}"
+    );
+
+    an.say("/topic maps and more");
+    bo.expect("an set the topic of #toan: maps and more");
+    bo.say("/topic");
+    bo.expect("Topic of #toan: maps and more");
+    bo.say("/history 5");
+    bo.expect("(history) bo: hi toan");
+    bo.say("/rooms");
+    let list = bo.expect("*** Rooms (");
+    assert!(list.contains("#toan (2) maps and more"), "{list}");
+
+    // Errors are readable; a bad name is refused and the current room stays.
+    bo.say("/join #no way");
+    bo.expect("usage: /join #ROOM");
+    bo.say("/join #bad.name");
+    bo.expect("(room_invalid)");
+
+    // Leaving: plain lines go to the lobby again, shown as before.
+    bo.say("/part");
+    bo.expect("*** You left #toan.");
+    bo.expect("plain lines now go to #lobby");
+    bo.say("/history");
+    bo.expect("No earlier messages in #lobby");
+    bo.say("lobby again");
+    let lobby = an.expect("bo: lobby again");
+    assert!(!lobby.contains('#'), "lobby lines are unchanged: {lobby}");
+    an.say("/part #nowhere");
+    an.expect("(not_in_room)");
+    bo.say("/help");
+    bo.expect("/part [#room]");
+
+    bo.stdin = None;
+    let status = bo.guard.wait_for(WAIT).expect("bo exits at stdin EOF");
+    assert!(status.success(), "{status:?}");
+    drop(server);
+}
+
+#[test]
 fn chat_client_reports_a_lost_server_with_failure() {
     let mut server = start_server();
     let port = server.tcp.port().to_string();
