@@ -275,6 +275,57 @@ fn chat_load_small_mixed_run_is_lossless() {
 }
 
 #[test]
+fn chat_load_rooms_run_keeps_messages_in_their_rooms() {
+    let server = start_server();
+    let output = Command::new(env!("CARGO_BIN_EXE_chat-load"))
+        .args([
+            "--addr",
+            &server.tcp.to_string(),
+            "--ws-addr",
+            &server.ws.to_string(),
+            "--proto",
+            "mix",
+        ])
+        .args(["--clients", "30", "--senders", "6", "--messages", "20"])
+        .args([
+            "--rooms",
+            "3",
+            "--private",
+            "10",
+            "--timeout",
+            "20",
+            "--json",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chat-load");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let report: serde_json::Value = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("last line is not JSON ({e}): {stdout}"));
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(report["rooms"], 3);
+    assert_eq!(report["messages_sent"], 120);
+    // 12 private messages (target + confirmation), 108 broadcasts to the 10 clients of a room.
+    assert_eq!(report["private_sent"], 12);
+    assert_eq!(report["deliveries"], 108 * 10 + 12 * 2);
+    for field in [
+        "lost",
+        "duplicated",
+        "reordered",
+        "misdelivered",
+        "unexpected",
+    ] {
+        assert_eq!(report[field], 0, "{field}: {stdout}");
+    }
+    drop(server);
+}
+
+#[test]
 fn chat_load_refuses_non_loopback_targets() {
     let output = Command::new(env!("CARGO_BIN_EXE_chat-load"))
         .args([
