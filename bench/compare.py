@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Compares two server binaries on fanout-1k, burst-1k and idle-10k.
+"""Compares two server binaries on fanout-1k, burst-1k and idle-10k (and, when
+asked with --scenarios, rooms-1k, which needs a server with rooms on both sides).
 
 Usage:
     bench/compare.py OLD NEW [--runs N] [--scenarios NAME,...] [--threshold F] [--json PATH]
@@ -51,7 +52,10 @@ SCENARIOS = {
     "fanout-1k": lambda name, binary: bench.load_once(name, bench.FANOUT_1K, binary=binary),
     "burst-1k": lambda name, binary: bench.load_once(name, bench.BURST_1K, binary=binary),
     "idle-10k": lambda name, binary: bench.idle_once(name, binary=binary),
+    "rooms-1k": lambda name, binary: bench.load_once(name, bench.ROOMS_1K, binary=binary),
 }
+# Run unless --scenarios says otherwise (rooms-1k needs rooms in OLD too).
+DEFAULT_SCENARIOS = ("fanout-1k", "burst-1k", "idle-10k")
 
 # (figure, True if higher is better, value from one run's result, format)
 FIGURES = [
@@ -63,7 +67,7 @@ FIGURES = [
     ("RSS per connection (KiB)", False, lambda r: r.get("rss_per_conn_kib"), "{:.3f}"),
 ]
 
-ERROR_KEYS = ("lost", "duplicated", "reordered", "unexpected", "disconnected")
+ERROR_KEYS = ("lost", "duplicated", "reordered", "unexpected", "disconnected", "misdelivered")
 
 
 def errors_of(r):
@@ -94,7 +98,7 @@ def parse_args(argv):
     p.add_argument("old", help="path of the OLD server binary")
     p.add_argument("new", help="path of the NEW server binary")
     p.add_argument("--runs", type=int, default=3, help="rounds; each runs both (default 3)")
-    p.add_argument("--scenarios", default=",".join(SCENARIOS),
+    p.add_argument("--scenarios", default=",".join(DEFAULT_SCENARIOS),
                    help="comma-separated subset of " + ", ".join(SCENARIOS))
     p.add_argument("--threshold", type=float, default=0.05,
                    help="flag a figure worse by more than this fraction (default 0.05)")

@@ -265,6 +265,9 @@ IDLE_10K = ["--proto", "tcp-json", "--clients", str(IDLE_CLIENTS), "--ws-clients
             "--idle"]
 # The relay speaks no WebSocket: all 11,000 clients are TCP.
 IDLE_10K_FLOOR = ["--proto", "tcp-json", "--clients", str(IDLE_CLIENTS), "--idle"]
+# 100 rooms of 10 (client i in #load{i mod 100}); senders 0..99 are one per room.
+ROOMS_1K = ["--proto", "tcp-json", "--clients", "1000", "--rooms", "100", "--senders", "100",
+            "--messages", "100000", "--rate", "1000", "--duration", "10"]
 
 
 def load_once(name, args, binary=None, floor=False, limit=90):
@@ -328,6 +331,24 @@ def simple_load(name, args, p99_ms=None, min_dps=None, floor=False):
             out["raw"] = {"server": r, "floor": f}
         return out
     return run
+
+
+def rooms_1k():
+    name = "rooms-1k"
+    r = load_once(name, ROOMS_1K)
+    d = r["report"]
+    figures = load_figures(d)
+    figures["rooms"] = d.get("rooms")
+    figures["misdelivered"] = d.get("misdelivered")
+    p99 = d["latency_us"]["p99"] / 1000
+    checks = load_checks(d) + [
+        check("misdelivered (outside the room)", d.get("misdelivered"), "==", 0),
+        check("deliveries == 10 per message", d["deliveries"], "==", d["messages_sent"] * 10,
+              "{:,}"),
+        {"check": "p99 latency (ms)", "value": p99, "shown": f"{p99:.2f}",
+         "target": "(no target: reported)", "status": "INFO"},
+    ]
+    return {"figures": figures, "checks": checks, "raw": r}
 
 
 def idle_10k(run_no):
@@ -512,6 +533,9 @@ SCENARIOS = [
      simple_load("ws-fanout-1k", ["--proto", "ws", "--clients", "1000", "--senders", "100",
                                   "--messages", "100000", "--rate", "1000", "--duration", "10"],
                  p99_ms=15.0), 1),
+    ("rooms-1k", "1,000 TCP clients in 100 rooms of 10 (rooms feature), one sender per room, "
+                 "1,000 msg/s aggregate for 10 s; each message must reach exactly its room",
+     rooms_1k, 1),
     ("mixed", "500 TCP-JSON + 250 TCP-text + 250 WebSocket, 100 senders, 200 msg/s for 10 s",
      simple_load("mixed", ["--proto", "mix", "--clients", "1000", "--senders", "100",
                            "--messages", "100000", "--rate", "200", "--duration", "10"]), 1),

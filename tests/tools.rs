@@ -152,6 +152,71 @@ fn chat_client_joins_chats_whispers_lists_and_quits() {
 }
 
 #[test]
+fn chat_client_rooms_commands() {
+    let server = start_server();
+    let port = server.tcp.port().to_string();
+    let mut an = start_client(&port, Some("an"));
+    an.expect("Welcome an");
+    an.expect("You are in #lobby");
+    let mut bo = start_client(&port, Some("bo"));
+    bo.expect("Welcome bo");
+
+    an.say("/join #Toan");
+    an.expect("*** You are in #toan (1 user: an)");
+    an.say("first words");
+    let own = an.expect("an: first words");
+    assert!(own.starts_with("[#toan "), "{own}");
+    bo.say("/join toan");
+    let joined = bo.expect("*** You are in #toan (2 users");
+    assert!(joined.contains("Plain lines go here now"), "{joined}");
+    let replayed = bo.expect("(history) an: first words");
+    assert!(replayed.starts_with("[#toan "), "{replayed}");
+
+    // Plain lines go to the current room, shown with the room.
+    bo.say("hi toan");
+    let line = an.expect("bo: hi toan");
+    assert!(
+        line.starts_with("[#toan ") && !line.contains("(history)"),
+        "{line}"
+    );
+
+    an.say("/topic maps and more");
+    bo.expect("an set the topic of #toan: maps and more");
+    bo.say("/topic");
+    bo.expect("Topic of #toan: maps and more");
+    bo.say("/history 5");
+    bo.expect("(history) bo: hi toan");
+    bo.say("/rooms");
+    let list = bo.expect("*** Rooms (");
+    assert!(list.contains("#toan (2) maps and more"), "{list}");
+
+    // Errors are readable; a bad name is refused and the current room stays.
+    bo.say("/join #no way");
+    bo.expect("usage: /join #ROOM");
+    bo.say("/join #bad.name");
+    bo.expect("(room_invalid)");
+
+    // Leaving: plain lines go to the lobby again, shown as before.
+    bo.say("/part");
+    bo.expect("*** You left #toan.");
+    bo.expect("plain lines now go to #lobby");
+    bo.say("/history");
+    bo.expect("No earlier messages in #lobby");
+    bo.say("lobby again");
+    let lobby = an.expect("bo: lobby again");
+    assert!(!lobby.contains('#'), "lobby lines are unchanged: {lobby}");
+    an.say("/part #nowhere");
+    an.expect("(not_in_room)");
+    bo.say("/help");
+    bo.expect("/part [#room]");
+
+    bo.stdin = None;
+    let status = bo.guard.wait_for(WAIT).expect("bo exits at stdin EOF");
+    assert!(status.success(), "{status:?}");
+    drop(server);
+}
+
+#[test]
 fn chat_client_reports_a_lost_server_with_failure() {
     let mut server = start_server();
     let port = server.tcp.port().to_string();
@@ -206,6 +271,57 @@ fn chat_load_small_mixed_run_is_lossless() {
     }
     assert!(report["latency_us"]["p99"].as_f64().is_some());
     assert!(report["server_cpu_secs"].as_f64().is_some());
+    drop(server);
+}
+
+#[test]
+fn chat_load_rooms_run_keeps_messages_in_their_rooms() {
+    let server = start_server();
+    let output = Command::new(env!("CARGO_BIN_EXE_chat-load"))
+        .args([
+            "--addr",
+            &server.tcp.to_string(),
+            "--ws-addr",
+            &server.ws.to_string(),
+            "--proto",
+            "mix",
+        ])
+        .args(["--clients", "30", "--senders", "6", "--messages", "20"])
+        .args([
+            "--rooms",
+            "3",
+            "--private",
+            "10",
+            "--timeout",
+            "20",
+            "--json",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chat-load");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let report: serde_json::Value = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("last line is not JSON ({e}): {stdout}"));
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(report["rooms"], 3);
+    assert_eq!(report["messages_sent"], 120);
+    // 12 private messages (target + confirmation), 108 broadcasts to the 10 clients of a room.
+    assert_eq!(report["private_sent"], 12);
+    assert_eq!(report["deliveries"], 108 * 10 + 12 * 2);
+    for field in [
+        "lost",
+        "duplicated",
+        "reordered",
+        "misdelivered",
+        "unexpected",
+    ] {
+        assert_eq!(report[field], 0, "{field}: {stdout}");
+    }
     drop(server);
 }
 

@@ -13,12 +13,21 @@
 //! and bidirectional overrides are replaced, so a peer cannot move the cursor,
 //! change colours or rewrite the terminal title. Colours are used only when
 //! stdout is a terminal. JSON is read and written with the library's own codec.
+//!
+//! Rooms: the client joins with the `rooms` feature, so it starts in `#lobby`.
+//! `/join #room` makes that room the current one (plain lines go there),
+//! `/part` leaves it (the previously joined room becomes current again). The
+//! room state lives in the main thread, fed by the reader thread's events; a
+//! `/join` or `/part` waits briefly for the server's answer so the next line
+//! already goes to the right room. Lines of rooms other than `#lobby` show the
+//! room before the time (`[#toan 10:01:02] an: hi`); lobby lines look as they
+//! always did; replayed lines are marked `(history)`.
 
 use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -35,14 +44,24 @@ const QUIT_GRACE: Duration = Duration::from_millis(800);
 const MAX_LINE_BYTES: usize = 1 << 20;
 /// JSON nesting accepted from the server.
 const MAX_JSON_DEPTH: usize = 16;
+/// How long `/join` and `/part` wait for the server's answer before the next line.
+const ROOM_ANSWER_WAIT: Duration = Duration::from_secs(3);
+/// The room everyone starts in.
+const LOBBY: &str = "#lobby";
 
 const HELP: &str = "\
 Commands:
-  text          send a message to everyone
-  @name text    send a private message to name
-  /who          list the users online
-  /help         show this help
-  /quit         leave the chat";
+  text            send a message to the current room (#lobby at first)
+  @name text      send a private message to name (/msg name text too)
+  //text          send a message that starts with /
+  /join #room     join a room (created if new); it becomes the current room
+  /part [#room]   leave a room (default: the current one)
+  /rooms          list the rooms
+  /topic [text]   show or set the current room's topic
+  /history [n]    show the current room's last n messages
+  /who            list the users of the current room
+  /help           show this help
+  /quit           leave the chat";
 
 fn main() -> ExitCode {
     let opts = match Options::parse(std::env::args().skip(1)) {
@@ -97,10 +116,170 @@ impl Options {
 }
 
 /// What the reader thread tells the main thread.
+#[derive(Debug, PartialEq, Eq)]
 enum Event {
     Joined,
     NameRefused,
+    /// `room_joined` for this room (the server's spelling).
+    RoomJoined(String),
+    /// `room_left` for this room.
+    RoomLeft(String),
+    /// A `room_join` was refused (`room_invalid`, `room_limit`).
+    RoomRefused,
+    /// `not_in_room`: a `/part` (or anything else) named a room we are not in.
+    NotInRoom,
+    /// A `history` answer for this room; `empty` when it carried no message.
+    History {
+        room: String,
+        empty: bool,
+    },
     Closed,
+}
+
+/// The rooms this client is in, as the main thread knows them: the current
+/// room is where plain lines go (the latest joined room still joined).
+#[derive(Debug)]
+struct Rooms {
+    joined: Vec<String>,
+    current: String,
+}
+
+impl Rooms {
+    fn new() -> Rooms {
+        Rooms {
+            joined: Vec::new(),
+            current: LOBBY.to_string(),
+        }
+    }
+
+    /// Applies a room event; returns the current room when it changed.
+    fn apply(&mut self, ev: &Event) -> Option<&str> {
+        let before = self.current.clone();
+        match ev {
+            Event::RoomJoined(room) => {
+                self.joined.retain(|r| r != room);
+                self.joined.push(room.clone());
+                self.current = room.clone();
+            }
+            Event::RoomLeft(room) => {
+                self.joined.retain(|r| r != room);
+                if self.current == *room {
+                    self.current = self.joined.last().cloned().unwrap_or_else(|| LOBBY.into());
+                }
+            }
+            _ => {}
+        }
+        (self.current != before).then_some(self.current.as_str())
+    }
+}
+
+/// One line typed by the user.
+#[derive(Debug, PartialEq, Eq)]
+enum Command<'a> {
+    Empty,
+    /// Chat text for the current room (`@name text` included: the server
+    /// turns it into a private message).
+    Say(String),
+    Join(String),
+    Part(Option<&'a str>),
+    Rooms,
+    Topic(Option<&'a str>),
+    History(Option<u32>),
+    Who,
+    Help,
+    Quit,
+    /// Wrong use of a known command: the usage line.
+    Usage(&'static str),
+    Unknown(&'a str),
+}
+
+/// Parses one stdin line (without its line end).
+fn parse_command(line: &str) -> Command<'_> {
+    if line.trim().is_empty() {
+        return Command::Empty;
+    }
+    if let Some(rest) = line.strip_prefix("//") {
+        return Command::Say(format!("/{rest}"));
+    }
+    let Some(cmd) = line.trim().strip_prefix('/') else {
+        return Command::Say(line.to_string());
+    };
+    let (word, arg) = match cmd.split_once(char::is_whitespace) {
+        Some((w, a)) => (w, a.trim()),
+        None => (cmd, ""),
+    };
+    let arg = (!arg.is_empty()).then_some(arg);
+    match (word, arg) {
+        ("quit" | "exit", _) => Command::Quit,
+        ("help", _) => Command::Help,
+        ("who", _) => Command::Who,
+        ("rooms" | "list", _) => Command::Rooms,
+        ("join", Some(room)) if !room.contains(char::is_whitespace) => {
+            Command::Join(if room.starts_with('#') {
+                room.to_string()
+            } else {
+                format!("#{room}")
+            })
+        }
+        ("join", _) => Command::Usage("usage: /join #ROOM"),
+        ("part" | "leave", None) => Command::Part(None),
+        ("part" | "leave", Some(room)) if room.starts_with('#') => Command::Part(Some(room)),
+        ("part" | "leave", Some(_)) => Command::Usage("usage: /part [#ROOM]"),
+        ("topic", arg) => Command::Topic(arg),
+        ("history", None) => Command::History(None),
+        ("history", Some(n)) => match n.parse::<u32>() {
+            Ok(n) if n > 0 => Command::History(Some(n)),
+            _ => Command::Usage("usage: /history [COUNT]"),
+        },
+        ("msg", Some(rest)) => match rest.split_once(char::is_whitespace) {
+            Some((to, text)) if !text.trim().is_empty() => {
+                Command::Say(format!("@{to} {}", text.trim_start()))
+            }
+            _ => Command::Usage("usage: /msg NAME TEXT"),
+        },
+        ("msg", None) => Command::Usage("usage: /msg NAME TEXT"),
+        _ => Command::Unknown(line.trim()),
+    }
+}
+
+/// The JSON request for a command, if it sends one; `current` is the current room.
+fn request(cmd: &Command<'_>, name: &str, current: &str) -> Option<String> {
+    let room_field = |room: &str| format!(",\"room\":{}", json_string(room));
+    // Lobby lines keep the original form, so they work on any server.
+    let current_field = if current == LOBBY {
+        String::new()
+    } else {
+        room_field(current)
+    };
+    Some(match cmd {
+        Command::Say(text) => format!(
+            "{{\"type\":\"message\",\"sender\":{},\"message\":{}{current_field}}}",
+            json_string(name),
+            json_string(text)
+        ),
+        Command::Join(room) => format!("{{\"type\":\"room_join\"{}}}", room_field(room)),
+        Command::Part(room) => format!(
+            "{{\"type\":\"room_leave\"{}}}",
+            room_field(room.unwrap_or(current))
+        ),
+        Command::Rooms => "{\"type\":\"rooms\"}".to_string(),
+        Command::Topic(topic) => {
+            let topic = topic.map_or(String::new(), |t| format!(",\"topic\":{}", json_string(t)));
+            format!("{{\"type\":\"topic\"{}{topic}}}", room_field(current))
+        }
+        Command::History(n) => {
+            let limit = n.map_or(String::new(), |n| format!(",\"limit\":{n}"));
+            format!("{{\"type\":\"history\"{}{limit}}}", room_field(current))
+        }
+        Command::Who => "{\"type\":\"who\"}".to_string(),
+        _ => return None,
+    })
+}
+
+/// Shared between the threads: `/history` requests not yet answered, so an
+/// empty answer can say so (an empty replay on joining a new room stays quiet).
+struct Wanted {
+    history: AtomicU32,
 }
 
 fn run(opts: Options) -> Result<(), String> {
@@ -118,11 +297,15 @@ fn run(opts: Options) -> Result<(), String> {
         base: Instant::now(),
         last_ms: AtomicU64::new(0),
     });
+    let wanted = Arc::new(Wanted {
+        history: AtomicU32::new(0),
+    });
     let (tx, rx) = mpsc::channel();
     {
         let quitting = Arc::clone(&quitting);
         let activity = Arc::clone(&activity);
-        thread::spawn(move || read_server(reader_stream, style, quitting, activity, tx));
+        let wanted = Arc::clone(&wanted);
+        thread::spawn(move || read_server(reader_stream, style, quitting, activity, wanted, tx));
     }
 
     let stdin = io::stdin();
@@ -140,33 +323,104 @@ fn run(opts: Options) -> Result<(), String> {
         style.note(&format!("joined as {name}; /help for commands"))
     );
 
+    let mut rooms = Rooms::new();
     loop {
         let Some(line) = next_line() else {
             return quit(&mut writer, &name, &quitting, &activity, &rx);
         };
+        drain_events(&rx, &mut rooms, style)?;
         let line = line.trim_end_matches('\r');
-        match line.trim() {
-            "" => continue,
-            "/quit" => return quit(&mut writer, &name, &quitting, &activity, &rx),
-            "/help" => println!("{HELP}"),
-            "/who" => send(&mut writer, "{\"type\":\"who\"}")?,
-            cmd if cmd.starts_with('/') => {
+        let cmd = parse_command(line);
+        match &cmd {
+            Command::Empty => continue,
+            Command::Quit => return quit(&mut writer, &name, &quitting, &activity, &rx),
+            Command::Help => println!("{HELP}"),
+            Command::Usage(usage) => println!("{}", style.warn(&format!("!!! {usage}"))),
+            Command::Unknown(cmd) => {
                 println!(
                     "{}",
-                    style.warn(&format!("unknown command {cmd} (try /help)"))
+                    style.warn(&format!("unknown command {} (try /help)", sanitize(cmd)))
                 )
             }
             _ => {
-                let req = format!(
-                    "{{\"type\":\"message\",\"sender\":{},\"message\":{}}}",
-                    json_string(&name),
-                    json_string(line)
-                );
-                send(&mut writer, &req)?;
+                if let Command::History(_) = cmd {
+                    wanted.history.fetch_add(1, Ordering::SeqCst);
+                }
+                if let Some(req) = request(&cmd, &name, &rooms.current) {
+                    send(&mut writer, &req)?;
+                }
+                match &cmd {
+                    Command::Join(room) => {
+                        let want = room.to_ascii_lowercase();
+                        await_room(&rx, &mut rooms, style, |ev| match ev {
+                            Event::RoomJoined(r) => r.eq_ignore_ascii_case(&want),
+                            Event::RoomRefused => true,
+                            _ => false,
+                        })?
+                    }
+                    Command::Part(room) => {
+                        let want = room.unwrap_or(&rooms.current).to_ascii_lowercase();
+                        await_room(&rx, &mut rooms, style, |ev| match ev {
+                            Event::RoomLeft(r) => r.eq_ignore_ascii_case(&want),
+                            Event::NotInRoom => true,
+                            _ => false,
+                        })?
+                    }
+                    _ => {}
+                }
             }
         }
-        if let Ok(Event::Closed) = rx.try_recv() {
-            return Err("connection to the server was lost".into());
+        drain_events(&rx, &mut rooms, style)?;
+    }
+}
+
+/// Applies the reader's pending events to the room state; `Err` when the
+/// connection is gone.
+fn drain_events(rx: &Receiver<Event>, rooms: &mut Rooms, style: Style) -> Result<(), String> {
+    while let Ok(ev) = rx.try_recv() {
+        handle_event(&ev, rooms, style)?;
+    }
+    Ok(())
+}
+
+fn handle_event(ev: &Event, rooms: &mut Rooms, style: Style) -> Result<(), String> {
+    if *ev == Event::Closed {
+        return Err("connection to the server was lost".into());
+    }
+    // A join says where plain lines go in its own line; a leave does not.
+    let leaving = matches!(ev, Event::RoomLeft(_));
+    if let Some(current) = rooms.apply(ev)
+        && leaving
+    {
+        println!(
+            "{}",
+            style.note(&format!("(plain lines now go to {})", sanitize(current)))
+        );
+    }
+    Ok(())
+}
+
+/// Handles events until one satisfies `done` or [`ROOM_ANSWER_WAIT`] passes.
+fn await_room(
+    rx: &Receiver<Event>,
+    rooms: &mut Rooms,
+    style: Style,
+    done: impl Fn(&Event) -> bool,
+) -> Result<(), String> {
+    let deadline = Instant::now() + ROOM_ANSWER_WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(ev) => {
+                handle_event(&ev, rooms, style)?;
+                if done(&ev) {
+                    return Ok(());
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => return Ok(()),
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err("connection to the server was lost".into());
+            }
         }
     }
 }
@@ -194,15 +448,18 @@ fn join(
             continue;
         }
         let req = format!(
-            "{{\"type\":\"join\",\"sender\":{},\"features\":[\"presence\"]}}",
+            "{{\"type\":\"join\",\"sender\":{},\"features\":[\"presence\",\"rooms\"]}}",
             json_string(&candidate)
         );
         send(writer, &req)?;
-        match rx.recv() {
-            Ok(Event::Joined) => return Ok(candidate),
-            Ok(Event::NameRefused) => continue,
-            Ok(Event::Closed) | Err(_) => {
-                return Err("connection to the server was lost while joining".into());
+        loop {
+            match rx.recv() {
+                Ok(Event::Joined) => return Ok(candidate),
+                Ok(Event::NameRefused) => break,
+                Ok(Event::Closed) | Err(_) => {
+                    return Err("connection to the server was lost while joining".into());
+                }
+                Ok(_) => continue,
             }
         }
     }
@@ -268,12 +525,14 @@ fn send(writer: &mut TcpStream, json: &str) -> Result<(), String> {
         .map_err(|e| format!("connection to the server was lost: {e}"))
 }
 
-/// The reader thread: prints every server message; reports join outcomes and EOF.
+/// The reader thread: prints every server message; reports join outcomes,
+/// room changes and EOF.
 fn read_server(
     stream: TcpStream,
     style: Style,
     quitting: Arc<AtomicBool>,
     activity: Arc<Activity>,
+    wanted: Arc<Wanted>,
     tx: Sender<Event>,
 ) {
     let mut reader = BufReader::with_capacity(64 * 1024, stream);
@@ -303,7 +562,18 @@ fn read_server(
         if text.trim().is_empty() {
             continue;
         }
-        let (out, event) = render(text, style);
+        let (mut out, event) = render(text, style);
+        if let Some(Event::History { room, empty }) = &event {
+            // An answer to /history (not a replay on joining) says when it is empty.
+            let asked = wanted
+                .history
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if asked && *empty {
+                let note = format!("*** No earlier messages in {}.", sanitize(room));
+                out = Some(style.info(&note));
+            }
+        }
         if let Some(out) = out {
             let mut stdout = io::stdout().lock();
             let _ = writeln!(stdout, "{out}");
@@ -321,36 +591,54 @@ fn read_server(
     }
 }
 
-/// Formats one server line; the event, if any, is for the main thread.
+/// Formats one server line; the event, if any, is for the main thread. A
+/// `history` answer may give several lines (joined by `\n`) or none.
 fn render(line: &str, style: Style) -> (Option<String>, Option<Event>) {
-    let obj = match json::parse(line, MAX_JSON_DEPTH) {
-        Ok(Value::Object(fields)) => fields,
-        _ => return (Some(style.dim(&format!("? {}", sanitize(line)))), None),
-    };
-    let get = |k: &str| obj.iter().find(|(key, _)| key == k).map(|(_, v)| v);
-    let s = |k: &str| match get(k) {
+    match json::parse(line, MAX_JSON_DEPTH) {
+        Ok(obj @ Value::Object(_)) => render_object(&obj, style),
+        _ => (Some(style.dim(&format!("? {}", sanitize(line)))), None),
+    }
+}
+
+/// A string or number field, sanitized; empty when absent.
+fn text_of(obj: &Value, k: &str) -> String {
+    match obj.get(k) {
         Some(Value::String(v)) => sanitize(v),
         Some(Value::Number(n)) => sanitize(n),
         _ => String::new(),
+    }
+}
+
+/// A list of strings, sanitized and joined with `, `.
+fn list_of(obj: &Value, k: &str) -> String {
+    obj.get(k)
+        .and_then(Value::as_array)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(Value::as_str)
+        .map(sanitize)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `[#room HH:MM:SS] `, `[HH:MM:SS] ` for `#lobby` (or no room), `[#room] `
+/// without a time, or nothing.
+fn prefix(obj: &Value, style: Style) -> String {
+    let room = text_of(obj, "room");
+    let room = (!room.is_empty() && room != LOBBY).then_some(room);
+    let stamp = text_of(obj, "timestamp");
+    let inner = match (room, stamp.is_empty()) {
+        (Some(r), false) => format!("{r} {stamp}"),
+        (Some(r), true) => r,
+        (None, false) => stamp,
+        (None, true) => return String::new(),
     };
-    let list = |k: &str| match get(k) {
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| {
-                if let Value::String(s) = v {
-                    Some(sanitize(s))
-                } else {
-                    None
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(", "),
-        _ => String::new(),
-    };
-    let stamp = match s("timestamp") {
-        t if t.is_empty() => String::new(),
-        t => style.dim(&format!("[{t}] ")),
-    };
+    style.dim(&format!("[{inner}] "))
+}
+
+fn render_object(obj: &Value, style: Style) -> (Option<String>, Option<Event>) {
+    let s = |k: &str| text_of(obj, k);
+    let list = |k: &str| list_of(obj, k);
     let kind = s("type");
     let (body, event) = match kind.as_str() {
         "message" if s("sender") == "Server" => {
@@ -369,14 +657,18 @@ fn render(line: &str, style: Style) -> (Option<String>, Option<Event>) {
             (format!("{} {}", style.private(&who), s("message")), None)
         }
         "info" => {
-            let ev = get("user").map(|_| Event::Joined);
+            let ev = obj.get("user").map(|_| Event::Joined);
             (style.info(&format!("*** {}", s("message"))), ev)
         }
         "error" => {
             let code = s("code");
-            let ev = matches!(code.as_str(), "name_taken" | "name_invalid")
-                .then_some(Event::NameRefused);
-            let hint = if ev.is_some() {
+            let ev = match code.as_str() {
+                "name_taken" | "name_invalid" => Some(Event::NameRefused),
+                "room_invalid" | "room_limit" => Some(Event::RoomRefused),
+                "not_in_room" => Some(Event::NotInRoom),
+                _ => None,
+            };
+            let hint = if ev == Some(Event::NameRefused) {
                 " - please choose another name"
             } else {
                 ""
@@ -400,9 +692,106 @@ fn render(line: &str, style: Style) -> (Option<String>, Option<Event>) {
             }
             (style.dim(&text), None)
         }
+        "room_joined" => {
+            let count = s("count");
+            let noun = if count == "1" { "user" } else { "users" };
+            let mut text = format!("*** You are in {} ({count} {noun}", s("room"));
+            let users = list("users");
+            if !users.is_empty() {
+                text.push_str(&format!(": {users}"));
+            }
+            text.push(')');
+            let topic = s("topic");
+            if !topic.is_empty() {
+                text.push_str(&format!(". Topic: {topic}"));
+            }
+            text.push_str(". Plain lines go here now.");
+            let ev = Event::RoomJoined(text_of(obj, "room"));
+            // The room is in the sentence: no room prefix.
+            return (Some(style.info(&text)), Some(ev));
+        }
+        "room_left" => {
+            let text = format!("*** You left {}.", s("room"));
+            return (Some(style.info(&text)), Some(Event::RoomLeft(s("room"))));
+        }
+        "room_list" => {
+            let mut text = format!("*** Rooms ({})", s("total"));
+            let rooms = obj
+                .get("rooms")
+                .and_then(Value::as_array)
+                .unwrap_or_default();
+            for (i, r) in rooms.iter().enumerate() {
+                text.push_str(if i == 0 { ": " } else { ", " });
+                text.push_str(&format!("{} ({})", text_of(r, "name"), text_of(r, "users")));
+                let topic = text_of(r, "topic");
+                if !topic.is_empty() {
+                    text.push_str(&format!(" {topic}"));
+                }
+            }
+            (style.info(&text), None)
+        }
+        "topic" => {
+            let topic = match s("topic") {
+                t if t.is_empty() => "(none)".to_string(),
+                t => t,
+            };
+            let text = match s("sender") {
+                by if by.is_empty() || by == "Server" => {
+                    format!("*** Topic of {}: {topic}", s("room"))
+                }
+                by => format!("*** {by} set the topic of {}: {topic}", s("room")),
+            };
+            (style.note(&text), None)
+        }
+        "history" => return render_history(obj, style),
         other => (style.dim(&format!("({other}) {}", s("message"))), None),
     };
-    (Some(format!("{stamp}{body}")), event)
+    (Some(format!("{}{body}", prefix(obj, style))), event)
+}
+
+/// A `history` answer: one `(history)` line per chat message, oldest first,
+/// after a note when some messages could not be served.
+fn render_history(obj: &Value, style: Style) -> (Option<String>, Option<Event>) {
+    let room = text_of(obj, "room");
+    let messages = obj
+        .get("messages")
+        .and_then(Value::as_array)
+        .unwrap_or_default();
+    let mut lines = Vec::new();
+    let head = if room.is_empty() || room == LOBBY {
+        String::new()
+    } else {
+        style.dim(&format!("[{room}] "))
+    };
+    if obj.get("gap") == Some(&Value::Bool(true)) {
+        lines.push(format!(
+            "{head}{}",
+            style.note("*** Some messages were missed.")
+        ));
+    }
+    for m in messages {
+        if text_of(m, "type") != "message" {
+            continue;
+        }
+        let sender = text_of(m, "sender");
+        let body = if sender == "Server" {
+            style.note(&format!("(history) *** {}", text_of(m, "message")))
+        } else {
+            format!(
+                "{} {}: {}",
+                style.dim("(history)"),
+                style.name(&sender),
+                text_of(m, "message")
+            )
+        };
+        lines.push(format!("{}{body}", prefix(m, style)));
+    }
+    let event = Event::History {
+        room,
+        empty: messages.is_empty(),
+    };
+    let out = (!lines.is_empty()).then(|| lines.join("\n"));
+    (out, Some(event))
 }
 
 /// ANSI styling, or none at all when stdout is not a terminal.
@@ -491,5 +880,251 @@ mod tests {
             style,
         );
         assert!(matches!(ev, Some(Event::NameRefused)));
+    }
+    fn plain(line: &str) -> String {
+        render(line, Style { color: false }).0.unwrap_or_default()
+    }
+
+    #[test]
+    fn room_lines_show_the_room_and_lobby_lines_stay_as_they_were() {
+        assert_eq!(
+            plain(
+                r##"{"type":"message","sender":"an","message":"hi","room":"#toan","seq":3,"ts":1,"timestamp":"10:01:02"}"##
+            ),
+            "[#toan 10:01:02] an: hi"
+        );
+        assert_eq!(
+            plain(
+                r##"{"type":"message","sender":"an","message":"hi","room":"#lobby","seq":3,"ts":1,"timestamp":"10:01:02"}"##
+            ),
+            "[10:01:02] an: hi"
+        );
+        assert_eq!(
+            plain(r#"{"type":"message","sender":"an","message":"hi","timestamp":"10:01:02"}"#),
+            "[10:01:02] an: hi"
+        );
+        assert_eq!(
+            plain(
+                r##"{"type":"message","sender":"Server","message":"bo joined #toan.","room":"#toan","timestamp":"10:01:03"}"##
+            ),
+            "[#toan 10:01:03] *** bo joined #toan."
+        );
+        // A hostile room name cannot reach the terminal raw.
+        assert!(
+            !plain(r##"{"type":"message","sender":"a","message":"x","room":"#a\u001b[2J"}"##)
+                .contains('\u{1b}')
+        );
+    }
+
+    #[test]
+    fn renders_room_events() {
+        let style = Style { color: false };
+        let (out, ev) = render(
+            r##"{"type":"room_joined","room":"#math","topic":"fractions","users":["an","bo"],"count":2,"epoch":"e","seq":4,"timestamp":"10:00:00"}"##,
+            style,
+        );
+        assert_eq!(
+            out.as_deref(),
+            Some(
+                "*** You are in #math (2 users: an, bo). Topic: fractions. Plain lines go here now."
+            )
+        );
+        assert_eq!(ev, Some(Event::RoomJoined("#math".into())));
+        // Big rooms omit the user list.
+        let (out, _) = render(
+            r##"{"type":"room_joined","room":"#big","topic":"","count":1,"epoch":"e","seq":0}"##,
+            style,
+        );
+        assert_eq!(
+            out.as_deref(),
+            Some("*** You are in #big (1 user). Plain lines go here now.")
+        );
+        let (out, ev) = render(
+            r##"{"type":"room_left","room":"#math","timestamp":"10:00:01"}"##,
+            style,
+        );
+        assert_eq!(out.as_deref(), Some("*** You left #math."));
+        assert_eq!(ev, Some(Event::RoomLeft("#math".into())));
+        assert_eq!(
+            plain(
+                r##"{"type":"room_list","rooms":[{"name":"#lobby","users":3,"topic":""},{"name":"#math","users":2,"topic":"fractions"}],"total":2,"timestamp":"10:00:02"}"##
+            ),
+            "[10:00:02] *** Rooms (2): #lobby (3), #math (2) fractions"
+        );
+        assert_eq!(
+            plain(
+                r##"{"type":"topic","room":"#math","topic":"maps","sender":"an","timestamp":"10:00:03"}"##
+            ),
+            "[#math 10:00:03] *** an set the topic of #math: maps"
+        );
+        assert_eq!(
+            plain(
+                r##"{"type":"topic","room":"#math","topic":"","sender":"Server","timestamp":"10:00:03"}"##
+            ),
+            "[#math 10:00:03] *** Topic of #math: (none)"
+        );
+        let (out, ev) = render(
+            r#"{"type":"error","sender":"Server","code":"room_limit","message":"Too many rooms.","timestamp":"10:00:04"}"#,
+            style,
+        );
+        assert_eq!(
+            out.as_deref(),
+            Some("[10:00:04] !!! Too many rooms. (room_limit)")
+        );
+        assert_eq!(ev, Some(Event::RoomRefused));
+        let (_, ev) = render(
+            r#"{"type":"error","code":"not_in_room","message":"no"}"#,
+            style,
+        );
+        assert_eq!(ev, Some(Event::NotInRoom));
+    }
+
+    #[test]
+    fn history_lines_are_marked() {
+        let style = Style { color: false };
+        let (out, ev) = render(
+            r##"{"type":"history","room":"#talk","messages":[{"type":"message","sender":"tina","message":"one","room":"#talk","seq":1,"ts":5,"timestamp":"09:00:00"},{"type":"message","sender":"bo","message":"two","room":"#talk","seq":2,"ts":6,"timestamp":"09:00:01"}],"complete":true,"gap":true,"timestamp":"10:00:00"}"##,
+            style,
+        );
+        assert_eq!(
+            out.as_deref(),
+            Some(
+                "[#talk] *** Some messages were missed.\n\
+                 [#talk 09:00:00] (history) tina: one\n\
+                 [#talk 09:00:01] (history) bo: two"
+            )
+        );
+        assert_eq!(
+            ev,
+            Some(Event::History {
+                room: "#talk".into(),
+                empty: false
+            })
+        );
+        let (out, ev) = render(
+            r##"{"type":"history","room":"#lobby","messages":[],"complete":true,"gap":false}"##,
+            style,
+        );
+        assert_eq!(out, None, "an empty replay prints nothing by itself");
+        assert_eq!(
+            ev,
+            Some(Event::History {
+                room: "#lobby".into(),
+                empty: true
+            })
+        );
+    }
+
+    #[test]
+    fn parses_commands() {
+        assert_eq!(parse_command("  "), Command::Empty);
+        assert_eq!(parse_command("hello"), Command::Say("hello".into()));
+        assert_eq!(parse_command("@bo psst"), Command::Say("@bo psst".into()));
+        assert_eq!(parse_command("//shrug"), Command::Say("/shrug".into()));
+        assert_eq!(
+            parse_command("/msg bo  psst"),
+            Command::Say("@bo psst".into())
+        );
+        assert_eq!(
+            parse_command("/msg bo"),
+            Command::Usage("usage: /msg NAME TEXT")
+        );
+        assert_eq!(parse_command("/join #Toan"), Command::Join("#Toan".into()));
+        assert_eq!(parse_command("/join toan"), Command::Join("#toan".into()));
+        assert_eq!(parse_command("/join"), Command::Usage("usage: /join #ROOM"));
+        assert_eq!(
+            parse_command("/join a b"),
+            Command::Usage("usage: /join #ROOM")
+        );
+        assert_eq!(parse_command("/part"), Command::Part(None));
+        assert_eq!(parse_command("/part #art"), Command::Part(Some("#art")));
+        assert_eq!(
+            parse_command("/part art"),
+            Command::Usage("usage: /part [#ROOM]")
+        );
+        assert_eq!(parse_command("/rooms"), Command::Rooms);
+        assert_eq!(parse_command("/topic"), Command::Topic(None));
+        assert_eq!(
+            parse_command("/topic maps and more "),
+            Command::Topic(Some("maps and more"))
+        );
+        assert_eq!(parse_command("/history"), Command::History(None));
+        assert_eq!(parse_command("/history 5"), Command::History(Some(5)));
+        for bad in ["/history 0", "/history x", "/history -1"] {
+            assert_eq!(
+                parse_command(bad),
+                Command::Usage("usage: /history [COUNT]"),
+                "{bad}"
+            );
+        }
+        assert_eq!(parse_command("/who"), Command::Who);
+        assert_eq!(parse_command("/quit"), Command::Quit);
+        assert_eq!(parse_command("/help"), Command::Help);
+        assert_eq!(parse_command("/dance now"), Command::Unknown("/dance now"));
+    }
+
+    #[test]
+    fn requests_name_the_current_room() {
+        let req = |line: &str, current: &str| request(&parse_command(line), "an", current);
+        assert_eq!(
+            req("hi", "#lobby").as_deref(),
+            Some(r#"{"type":"message","sender":"an","message":"hi"}"#)
+        );
+        assert_eq!(
+            req("hi", "#toan").as_deref(),
+            Some(r##"{"type":"message","sender":"an","message":"hi","room":"#toan"}"##)
+        );
+        assert_eq!(
+            req("/join #Art", "#toan").as_deref(),
+            Some(r##"{"type":"room_join","room":"#Art"}"##)
+        );
+        assert_eq!(
+            req("/part", "#toan").as_deref(),
+            Some(r##"{"type":"room_leave","room":"#toan"}"##)
+        );
+        assert_eq!(
+            req("/part #art", "#toan").as_deref(),
+            Some(r##"{"type":"room_leave","room":"#art"}"##)
+        );
+        assert_eq!(
+            req("/rooms", "#toan").as_deref(),
+            Some(r#"{"type":"rooms"}"#)
+        );
+        assert_eq!(
+            req("/topic", "#toan").as_deref(),
+            Some(r##"{"type":"topic","room":"#toan"}"##)
+        );
+        assert_eq!(
+            req("/topic a \"b\"", "#toan").as_deref(),
+            Some(r##"{"type":"topic","room":"#toan","topic":"a \"b\""}"##)
+        );
+        assert_eq!(
+            req("/history 5", "#toan").as_deref(),
+            Some(r##"{"type":"history","room":"#toan","limit":5}"##)
+        );
+        assert_eq!(
+            req("/history", "#lobby").as_deref(),
+            Some(r##"{"type":"history","room":"#lobby"}"##)
+        );
+        assert_eq!(req("/help", "#toan"), None);
+    }
+
+    #[test]
+    fn the_current_room_follows_joins_and_leaves() {
+        let mut rooms = Rooms::new();
+        assert_eq!(rooms.current, "#lobby");
+        assert_eq!(rooms.apply(&Event::RoomJoined("#lobby".into())), None);
+        assert_eq!(rooms.apply(&Event::RoomJoined("#a".into())), Some("#a"));
+        assert_eq!(rooms.apply(&Event::RoomJoined("#b".into())), Some("#b"));
+        // Leaving another room keeps the current one.
+        assert_eq!(rooms.apply(&Event::RoomLeft("#a".into())), None);
+        assert_eq!(rooms.current, "#b");
+        // Leaving the current room goes back to the latest one still joined.
+        assert_eq!(rooms.apply(&Event::RoomJoined("#c".into())), Some("#c"));
+        assert_eq!(rooms.apply(&Event::RoomLeft("#c".into())), Some("#b"));
+        assert_eq!(rooms.apply(&Event::RoomLeft("#b".into())), Some("#lobby"));
+        assert_eq!(rooms.apply(&Event::RoomLeft("#lobby".into())), None);
+        assert_eq!(rooms.current, "#lobby");
+        assert_eq!(rooms.apply(&Event::NotInRoom), None);
     }
 }

@@ -27,6 +27,15 @@
 //! misses at the end is lost. Reads go into one shared scratch buffer; only a
 //! partial line or frame is kept per client; writes are coalesced per turn.
 //!
+//! Rooms (`--rooms N`): staying clients join with the rooms feature, then
+//! `Joining → RoomJoining → RoomReplay → Joined`: after the welcome each sends
+//! `room_join` for `#load{i mod N}` and counts as joined once it has the
+//! room's `room_joined` and `history` replay (text mode: `/join` and its
+//! `You are in` line). Broadcasts name their sender's room; a broadcast must
+//! reach exactly that room's clients (see [`crate::route`]) and name the room
+//! (JSON `"room"`, text `[#room ...]`), else it counts as misdelivered. Replays
+//! are never deliveries.
+//!
 //! Floor mode (`--floor`, for examples/floor_relay.rs): no join; a client
 //! counts as joined once its connect completes (the relay accepts pending
 //! connections before it reads lines in a turn, so a client connected before a
@@ -76,6 +85,10 @@ enum State {
     Connecting,
     WsHandshake,
     Joining,
+    /// Welcomed; `room_join` sent, waiting for `room_joined` (`--rooms`).
+    RoomJoining,
+    /// `room_joined` seen, waiting for the room's replay (`--rooms`).
+    RoomReplay,
     Joined,
     /// A churn client that sent its exit and waits for the server to close.
     Leaving,
@@ -191,6 +204,8 @@ pub struct Load {
     senders: Vec<SenderState>,
     /// Names of the staying clients, built once for the send and check paths.
     names: Vec<String>,
+    /// `#load0..#load{N-1}` with `--rooms N`; empty otherwise.
+    room_names: Vec<String>,
     route: Route,
     /// One past the last seq received, per (receiver, sender), row-major by receiver.
     next: Vec<u32>,
@@ -256,7 +271,8 @@ impl Load {
         Ok(Load {
             run_id,
             names: (0..opts.clients).map(|i| client_name(run_id, i)).collect(),
-            route: Route::new(opts.private_pct, opts.clients),
+            room_names: (0..opts.rooms).map(room_name).collect(),
+            route: Route::new(opts.private_pct, opts.clients).with_rooms(opts.rooms),
             poll: Poll::new()?,
             clients,
             senders: vec![SenderState::default(); opts.senders],
@@ -582,10 +598,15 @@ impl Load {
         let Some(c) = self.clients.get(i) else { return };
         let (wire, state) = (c.wire, c.state);
         if wire::load_text(wire, msg).is_some() {
-            if matches!(
-                wire::kind(wire, msg),
-                Some(Kind::Private | Kind::PrivateSent)
-            ) {
+            // Churn clients are in no load room: no load line may reach them
+            // with rooms, and never a private one.
+            let chat_ok = self.opts.rooms == 0 || wire::is_history(wire, msg);
+            if !chat_ok
+                || matches!(
+                    wire::kind(wire, msg),
+                    Some(Kind::Private | Kind::PrivateSent)
+                )
+            {
                 self.misdelivery(format!(
                     "churn client {}: {}",
                     self.name(i),
@@ -714,7 +735,7 @@ impl Load {
         }
         let mask = self.mask();
         let name = self.name(i);
-        let presence = self.presence(i);
+        let features = self.features(i);
         let Some(c) = self.clients.get_mut(i) else {
             return;
         };
@@ -727,15 +748,28 @@ impl Load {
             c.state = State::WsHandshake;
             self.ws_keys.push((i, key));
         } else {
-            wire::encode_join(c.wire, &name, presence, &mut c.out, mask);
+            wire::encode_join(c.wire, &name, features, &mut c.out, mask);
             c.state = State::Joining;
         }
     }
 
-    /// Staying clients ask for presence deltas; JSON churn clients take the
-    /// legacy full lists, WebSocket churn clients deltas.
-    fn presence(&self, i: usize) -> bool {
-        i < self.opts.clients || self.clients.get(i).is_some_and(|c| c.wire == Wire::Ws)
+    /// Staying clients ask for presence deltas (and rooms with `--rooms`);
+    /// JSON churn clients take the legacy full lists, WebSocket churn clients
+    /// deltas; churn clients never use rooms.
+    fn features(&self, i: usize) -> wire::Features {
+        let staying = i < self.opts.clients;
+        wire::Features {
+            presence: staying || self.clients.get(i).is_some_and(|c| c.wire == Wire::Ws),
+            rooms: staying && self.opts.rooms > 0,
+        }
+    }
+
+    /// Client `i`'s room name with `--rooms`.
+    fn room_of(&self, i: usize) -> Option<&str> {
+        self.route
+            .room(i)
+            .and_then(|k| self.room_names.get(k))
+            .map(String::as_str)
     }
 
     /// True once client `i`'s socket is gone: the rest of its input is dropped.
@@ -840,13 +874,19 @@ impl Load {
         let mask = self.mask();
         let target = self.route.target(s, u64::from(st.sent));
         let to = target.and_then(|t| self.names.get(t)).map(String::as_str);
+        let room = self
+            .route
+            .room(s)
+            .and_then(|k| self.room_names.get(k))
+            .map(String::as_str);
         let (Some(c), Some(name)) = (self.clients.get_mut(s), self.names.get(s)) else {
             return false;
         };
         if c.state != State::Joined {
             return false;
         }
-        wire::encode_message(c.wire, name, to, (s, st.sent, nanos), &mut c.out, mask);
+        let load = (s, st.sent, nanos);
+        wire::encode_message(c.wire, name, to, room, load, &mut c.out, mask);
         if let Some(st) = self.senders.get_mut(s) {
             st.sent += 1;
         }
@@ -951,9 +991,9 @@ impl Load {
         }
         let mask = self.mask();
         let name = self.name(i);
-        let presence = self.presence(i);
+        let features = self.features(i);
         if let Some(c) = self.clients.get_mut(i) {
-            wire::encode_join(Wire::Ws, &name, presence, &mut c.out, mask);
+            wire::encode_join(Wire::Ws, &name, features, &mut c.out, mask);
             c.state = State::Joining;
         }
         self.mark_dirty(i);
@@ -1015,6 +1055,12 @@ impl Load {
         }
         let Some(c) = self.clients.get(i) else { return };
         let (wire, state) = (c.wire, c.state);
+        if matches!(state, State::RoomJoining | State::RoomReplay) {
+            return self.on_room_joining(i, wire, state, msg);
+        }
+        if self.opts.rooms > 0 && wire::is_history(wire, msg) {
+            return;
+        }
         if let Some(text) = wire::load_text(wire, msg) {
             match (wire::kind(wire, msg), wire::parse_load(text)) {
                 (Some(kind), Some((s, q, t))) => self.on_delivery(i, kind, (s, q, t), msg, now),
@@ -1029,12 +1075,16 @@ impl Load {
             let welcome = kind_ok
                 && wire::find(msg, b"Welcome").is_some()
                 && wire::contains_name(msg, name.as_bytes());
-            if welcome {
+            if welcome && self.opts.rooms > 0 {
+                let mask = self.mask();
+                let room = self.room_of(i).unwrap_or_default().to_string();
                 if let Some(c) = self.clients.get_mut(i) {
-                    c.state = State::Joined;
+                    wire::encode_room_join(wire, &room, &mut c.out, mask);
+                    c.state = State::RoomJoining;
                 }
-                self.joined += 1;
-                self.in_flight = self.in_flight.saturating_sub(1);
+                self.mark_dirty(i);
+            } else if welcome {
+                self.now_joined(i);
             } else if is_error {
                 let text = String::from_utf8_lossy(msg);
                 self.fatal
@@ -1046,6 +1096,37 @@ impl Load {
                 self.first_server_error =
                     Some(format!("client {i}: {}", String::from_utf8_lossy(msg)));
             }
+        }
+    }
+
+    fn now_joined(&mut self, i: usize) {
+        if let Some(c) = self.clients.get_mut(i) {
+            c.state = State::Joined;
+        }
+        self.joined += 1;
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
+    /// One server line or message while staying client `i` joins its room.
+    fn on_room_joining(&mut self, i: usize, wire: Wire, state: State, msg: &[u8]) {
+        let room = self.room_of(i).unwrap_or_default().to_string();
+        match (wire::room_step(wire, msg, &room), state) {
+            (wire::RoomStep::Joined, _) => {
+                if let Some(c) = self.clients.get_mut(i) {
+                    c.state = State::RoomReplay;
+                }
+            }
+            (wire::RoomStep::Ready, State::RoomReplay) => self.now_joined(i),
+            // Text mode has no separate replay object.
+            (wire::RoomStep::Ready, _) if wire == Wire::Text => self.now_joined(i),
+            _ if wire.is_error(msg) => {
+                let text = String::from_utf8_lossy(msg);
+                let name = self.name(i);
+                self.fatal.get_or_insert_with(|| {
+                    format!("client {i} ({name}) could not join {room}: {text}")
+                });
+            }
+            _ => {}
         }
     }
 
@@ -1067,7 +1148,14 @@ impl Load {
         }
         let target = self.route.target(s, u64::from(q));
         let right = match (target, kind) {
-            (None, Kind::Chat) => true,
+            // A broadcast reaches its sender's room, named on the line.
+            (None, Kind::Chat) => {
+                self.route.same_room(r, s)
+                    && self.room_of(s).is_none_or(|room| {
+                        wire::line_room(self.clients.get(r).map_or(Wire::Json, |c| c.wire), line)
+                            == Some(room.as_bytes())
+                    })
+            }
             // The server signs a private message with its sender's name and
             // confirms it with the target's name.
             (Some(to), Kind::Private) => {
@@ -1236,6 +1324,11 @@ fn client_name(run_id: u32, i: usize) -> String {
     format!("load-{run_id:04x}-{i}")
 }
 
+/// `#load<k>`: room k of `--rooms`.
+fn room_name(k: usize) -> String {
+    format!("#load{k}")
+}
+
 /// `churn-<run>-<n>` for churn cycle n: unique per run.
 fn churn_name(run_id: u32, n: u64) -> String {
     format!("churn-{run_id:04x}-{n}")
@@ -1350,5 +1443,139 @@ mod tests {
         assert_eq!(o.ending, Ending::Complete);
         assert_eq!((o.deliveries, o.expected, o.lost), (800, 400, 0));
         assert_eq!(o.duplicated, 400);
+    }
+
+    /// A toy rooms server for `clients` JSON clients: welcomes, answers
+    /// `room_join` with `room_joined` and an empty replay, and relays each
+    /// message with its room, to that room's members or, with `leak`, to
+    /// everyone. One lock orders all writes. Ends when every client has closed.
+    fn rooms_relay(listener: TcpListener, clients: usize, leak: bool) {
+        use std::sync::{Arc, Mutex};
+        type Members = Arc<Mutex<Vec<(std::net::TcpStream, String)>>>;
+        let members: Members = Arc::new(Mutex::new(Vec::new()));
+        let field = |line: &str, key: &str| -> String {
+            let k = format!("\"{key}\":\"");
+            line.split_once(&k)
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .map(|(v, _)| v.to_string())
+                .unwrap_or_default()
+        };
+        let mut threads = Vec::new();
+        for _ in 0..clients {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
+            let members = Arc::clone(&members);
+            threads.push(std::thread::spawn(move || {
+                let Ok(mut out) = stream.try_clone() else {
+                    return;
+                };
+                let mut me = String::new();
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    let mut all = members.lock().expect("lock");
+                    if line.contains(r#""type":"join""#) {
+                        me = field(&line, "sender");
+                        let _ = writeln!(
+                            out,
+                            r#"{{"type":"info","sender":"Server","message":"Welcome {me}!","user":"{me}"}}"#
+                        );
+                    } else if line.contains(r#""type":"room_join""#) {
+                        let room = field(&line, "room");
+                        let _ = writeln!(
+                            out,
+                            r#"{{"type":"room_joined","room":"{room}","topic":"","count":1,"epoch":"e","seq":0}}"#
+                        );
+                        let _ = writeln!(
+                            out,
+                            r#"{{"type":"history","room":"{room}","messages":[],"complete":true,"gap":false}}"#
+                        );
+                        if let Ok(o) = out.try_clone() {
+                            all.push((o, room));
+                        }
+                    } else if line.contains(r#""type":"message""#) {
+                        let room = field(&line, "room");
+                        let text = field(&line, "message");
+                        for (o, r) in all.iter_mut() {
+                            if leak || *r == room {
+                                let _ = writeln!(
+                                    o,
+                                    r#"{{"type":"message","sender":"{me}","message":"{text}","room":"{room}","seq":1}}"#
+                                );
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    fn rooms_run(leak: bool) -> Outcome {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("local addr").to_string();
+        let server = std::thread::spawn(move || rooms_relay(listener, 9, leak));
+        let args = [
+            "--addr",
+            &addr,
+            "--rooms",
+            "3",
+            "--clients",
+            "9",
+            "--senders",
+            "4",
+            "--messages",
+            "20",
+            "--window",
+            "4",
+            "--timeout",
+            "20",
+        ];
+        let opts = Options::parse(args.iter().map(|s| s.to_string()))
+            .expect("options")
+            .expect("not --help");
+        let out = Load::new(opts)
+            .expect("poll")
+            .run(&mut || {}, &mut || {})
+            .expect("run");
+        drop(server);
+        out
+    }
+
+    #[test]
+    fn rooms_deliveries_are_checked_per_room() {
+        let o = rooms_run(false);
+        assert_eq!(o.ending, Ending::Complete);
+        assert_eq!((o.joined, o.messages_sent), (9, 80));
+        // 4 senders x 20 messages, each to the 3 clients of its room.
+        assert_eq!((o.deliveries, o.expected), (240, 240));
+        let errors = (
+            o.lost,
+            o.duplicated,
+            o.reordered,
+            o.unexpected,
+            o.misdelivered,
+        );
+        assert_eq!(errors, (0, 0, 0, 0, 0));
+    }
+
+    #[test]
+    fn rooms_deliveries_outside_the_room_are_misdelivered() {
+        let o = rooms_run(true);
+        assert_eq!(o.ending, Ending::Complete);
+        assert_eq!(o.expected, 240);
+        // Everyone got everything: the 6 clients of other rooms per message are wrong.
+        assert_eq!(o.misdelivered, 80 * 6);
+        assert_eq!((o.lost, o.duplicated, o.reordered), (0, 0, 0));
+        assert!(
+            o.first_misdelivery
+                .as_deref()
+                .is_some_and(|m| m.contains("#load")),
+            "{:?}",
+            o.first_misdelivery
+        );
     }
 }

@@ -21,6 +21,12 @@
 //! failed cycle fails the run. Staying clients ignore join/leave notices,
 //! presence updates and user lists.
 //!
+//! `--rooms N` spreads the staying clients over rooms `#load0..#load{N-1}`
+//! (round-robin): each joins its room before the send phase, senders send to
+//! their room, and the checks become per room: a broadcast must reach exactly
+//! the clients of its room (the sender included), once and in order, and
+//! nobody else (a delivery elsewhere counts as misdelivered).
+//!
 //! Modules: [`opts`] (flags), [`driver`] (the poll loop, churn and the checks),
 //! [`route`] (which message goes to whom), [`wire`] (request encoding,
 //! WebSocket client side, receive-path scanners), [`hist`] (latency
@@ -205,10 +211,15 @@ impl Report<'_> {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "chat-load: {} clients ({}{}), {} senders x {} messages{}",
+            "chat-load: {} clients ({}{}{}), {} senders x {} messages{}",
             o.clients,
             opts.proto.as_str(),
             if opts.floor { ", floor relay" } else { "" },
+            if opts.rooms > 0 {
+                format!(", {} rooms", opts.rooms)
+            } else {
+                String::new()
+            },
             o.senders,
             opts.messages,
             opts.rate
@@ -325,7 +336,7 @@ impl Report<'_> {
             .join(",");
         format!(
             concat!(
-                "{{\"result\":\"{}\",\"proto\":\"{}\",\"floor\":{},\"clients\":{},\"joined\":{},\"senders\":{},",
+                "{{\"result\":\"{}\",\"proto\":\"{}\",\"floor\":{},\"rooms\":{},\"clients\":{},\"joined\":{},\"senders\":{},",
                 "\"messages_per_sender\":{},\"messages_sent\":{},\"expected_deliveries\":{},",
                 "\"deliveries\":{},\"deliveries_per_sec\":{:.1},\"delivery_secs\":{:.6},",
                 "\"lost\":{},\"duplicated\":{},\"reordered\":{},\"skipped\":{},\"unexpected\":{},",
@@ -339,6 +350,7 @@ impl Report<'_> {
             self.result(),
             self.opts.proto.as_str(),
             self.opts.floor,
+            self.opts.rooms,
             o.clients,
             o.joined,
             o.senders,

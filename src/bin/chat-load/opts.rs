@@ -9,7 +9,7 @@ usage: chat-load --addr HOST:PORT [--ws-addr HOST:PORT] --proto tcp-json|tcp-tex
                  --clients C --senders S --messages M [--rate R] [--duration SECS]
                  [--server-pid PID] [--json] [--timeout SECS] [--idle]
                  [--window W] [--connect-window N] [--ws-path PATH] [--ws-clients N]
-                 [--private PCT] [--churn RATE] [--floor]
+                 [--private PCT] [--churn RATE] [--floor] [--rooms N]
 
   --addr            TCP chat port (JSON lines and text mode); loopback only
   --ws-addr         WebSocket port (needed by ws and mix); loopback only
@@ -48,7 +48,16 @@ usage: chat-load --addr HOST:PORT [--ws-addr HOST:PORT] --proto tcp-json|tcp-tex
                     once connected), the same tcp-json message lines, which the
                     relay sends back verbatim to everyone, and the same checks.
                     Only with --proto tcp-json, without --ws-clients, --private
-                    and --churn";
+                    and --churn
+  --rooms           spread the clients over N rooms #load0..#load{N-1}
+                    (client i in #load{i mod N}): each joins with the rooms
+                    feature, joins its room and waits for room_joined and the
+                    replay before the send phase (text mode: /join, its room
+                    line); senders send to their room. Every message must reach
+                    exactly the clients of its room (the sender included), each
+                    once and in order, with the room named on it; reaching
+                    anyone else counts as misdelivered. Private messages stay
+                    server-wide. Not with --floor";
 
 /// How clients talk to the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +103,8 @@ pub struct Options {
     pub churn: Option<f64>,
     /// The target is a plain line relay: no join handshake.
     pub floor: bool,
+    /// Rooms the staying clients are spread over; 0 = no rooms (everyone in the lobby).
+    pub rooms: usize,
 }
 
 /// Most (receiver, sender) pairs tracked: 4 bytes each.
@@ -113,6 +124,7 @@ impl Options {
         let (mut json, mut idle, mut floor) = (false, false, false);
         let mut timeout = Duration::from_secs(120);
         let (mut private_pct, mut churn) = (0u32, None);
+        let mut rooms = 0usize;
         while let Some(flag) = args.next() {
             match flag.as_str() {
                 "-h" | "--help" => return Ok(None),
@@ -166,6 +178,12 @@ impl Options {
                     }
                 }
                 "--churn" => churn = Some(positive(&flag, &v)?),
+                "--rooms" => {
+                    rooms = number::<usize>(&flag, &v)?;
+                    if rooms == 0 {
+                        return Err("--rooms: need at least 1 room".into());
+                    }
+                }
                 _ => return Err(format!("unknown flag {flag}")),
             }
         }
@@ -206,6 +224,12 @@ impl Options {
                     .into(),
             );
         }
+        if rooms > 0 && floor {
+            return Err("--rooms does not go with --floor (a plain relay has no rooms)".into());
+        }
+        if rooms > clients {
+            return Err("--rooms must not exceed --clients".into());
+        }
         if clients.checked_mul(senders).is_none_or(|p| p > MAX_PAIRS) {
             return Err(format!("--clients x --senders must stay under {MAX_PAIRS}"));
         }
@@ -228,6 +252,7 @@ impl Options {
             private_pct,
             churn,
             floor,
+            rooms,
         }))
     }
 }
@@ -360,6 +385,24 @@ mod tests {
         assert!(with(&["--churn", "5"]).is_err());
         let o = parse(&["--addr", "127.0.0.1:9", "--clients", "4", "--idle"]);
         assert_eq!(o.ok().flatten().map(|o| o.floor), Some(false));
+    }
+
+    #[test]
+    fn rooms_flag() {
+        let base = ["--addr", "127.0.0.1:9", "--clients", "10", "--idle"];
+        let with = |extra: &[&str]| {
+            let mut a: Vec<&str> = base.to_vec();
+            a.extend_from_slice(extra);
+            parse(&a)
+        };
+        assert_eq!(with(&[]).ok().flatten().map(|o| o.rooms), Some(0));
+        assert_eq!(
+            with(&["--rooms", "3"]).ok().flatten().map(|o| o.rooms),
+            Some(3)
+        );
+        assert!(with(&["--rooms", "0"]).is_err());
+        assert!(with(&["--rooms", "11"]).is_err());
+        assert!(with(&["--rooms", "2", "--floor"]).is_err());
     }
 
     #[test]

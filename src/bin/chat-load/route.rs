@@ -15,11 +15,17 @@
 //! or the server's `private_sent` confirmation). [`Route::reaching`] counts
 //! those in any seq range in O(1), which gives both the exact expected totals
 //! and the messages a receiver skipped when one arrives after a gap.
+//!
+//! Rooms (`--rooms N`): client `i` is in room `i mod N` (round-robin), and a
+//! broadcast reaches only the clients of its sender's room (the sender
+//! included); private messages are server-wide and route as above.
 
 #[derive(Debug, Clone, Copy)]
 pub struct Route {
     pct: u64,
     clients: u64,
+    /// Rooms the clients are spread over; 0 = no rooms (everyone hears every broadcast).
+    rooms: u64,
 }
 
 impl Route {
@@ -28,6 +34,38 @@ impl Route {
         Route {
             pct: u64::from(pct.min(100)),
             clients: clients as u64,
+            rooms: 0,
+        }
+    }
+
+    /// The same route with the clients spread over `rooms` rooms (0 = none).
+    pub fn with_rooms(self, rooms: usize) -> Route {
+        Route {
+            rooms: rooms as u64,
+            ..self
+        }
+    }
+
+    /// Client `i`'s room, `None` without rooms.
+    #[inline]
+    pub fn room(&self, i: usize) -> Option<usize> {
+        (self.rooms > 0).then(|| (i as u64 % self.rooms) as usize)
+    }
+
+    /// Whether `r` hears `s`'s broadcasts.
+    #[inline]
+    pub fn same_room(&self, r: usize, s: usize) -> bool {
+        self.room(r) == self.room(s)
+    }
+
+    /// Clients that hear sender `s`'s broadcasts (the sender included).
+    pub fn audience(&self, s: usize) -> u64 {
+        match self.room(s) {
+            None => self.clients,
+            Some(k) => {
+                let k = k as u64;
+                self.clients / self.rooms + u64::from(k < self.clients % self.rooms)
+            }
         }
     }
 
@@ -58,11 +96,18 @@ impl Route {
         if b <= a {
             return 0;
         }
-        if r == s || self.pct == 0 || self.clients < 2 {
+        if r == s {
             return b - a;
         }
+        if self.pct == 0 || self.clients < 2 {
+            return if self.same_room(r, s) { b - a } else { 0 };
+        }
         let (k0, k1) = (self.privates_before(s, a), self.privates_before(s, b));
-        let broadcasts = (b - a) - (k1 - k0);
+        let broadcasts = if self.same_room(r, s) {
+            (b - a) - (k1 - k0)
+        } else {
+            0
+        };
         // Private k goes to r when k mod m == c.
         let m = self.clients - 1;
         let c = (r as u64 + self.clients - (s as u64 % self.clients) - 1) % self.clients;
@@ -74,15 +119,16 @@ impl Route {
     }
 
     /// Deliveries expected for a sender that sent `n` messages, over all
-    /// receivers: every client gets the broadcasts; a private message reaches
-    /// its target and comes back to the sender as a confirmation.
+    /// receivers: every client of the sender's room (everyone without rooms)
+    /// gets the broadcasts; a private message reaches its target and comes
+    /// back to the sender as a confirmation.
     pub fn expected(&self, s: usize, n: u64) -> u64 {
         let p = if self.clients < 2 {
             0
         } else {
             self.privates_before(s, n)
         };
-        self.clients * (n - p) + 2 * p
+        self.audience(s) * (n - p) + 2 * p
     }
 }
 
@@ -92,7 +138,11 @@ mod tests {
 
     /// Brute force over the definitions.
     fn reaches(route: &Route, r: usize, s: usize, q: u64) -> bool {
-        r == s || route.target(s, q).is_none_or(|t| t == r)
+        r == s
+            || match route.target(s, q) {
+                None => route.rooms == 0 || r % route.rooms as usize == s % route.rooms as usize,
+                Some(t) => t == r,
+            }
     }
 
     #[test]
@@ -158,6 +208,61 @@ mod tests {
                     .sum::<u64>();
                 assert_eq!(total, brute, "pct {pct} clients {clients} s {s}");
                 assert_eq!(total, route.expected(s, 197), "pct {pct} clients {clients}");
+            }
+        }
+    }
+
+    #[test]
+    fn rooms_are_round_robin_and_broadcasts_stay_in_them() {
+        let route = Route::new(0, 10).with_rooms(3);
+        let rooms: Vec<Option<usize>> = (0..10).map(|i| route.room(i)).collect();
+        let want: Vec<Option<usize>> = [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]
+            .into_iter()
+            .map(Some)
+            .collect();
+        assert_eq!(rooms, want);
+        // Room 0 has 4 clients, rooms 1 and 2 have 3.
+        assert_eq!(
+            (route.audience(0), route.audience(1), route.audience(5)),
+            (4, 3, 3)
+        );
+        assert!(route.same_room(9, 3) && !route.same_room(1, 3));
+        assert_eq!(route.reaching(3, 0, 0, 10), 10);
+        assert_eq!(route.reaching(1, 0, 0, 10), 0, "another room hears nothing");
+        assert_eq!(route.expected(0, 10), 40);
+        assert_eq!(route.expected(2, 10), 30);
+        // 100 rooms of 10 (the rooms-1k scenario).
+        let route = Route::new(0, 1000).with_rooms(100);
+        assert!((0..100).all(|s| route.audience(s) == 10));
+        let total: u64 = (0..100).map(|s| route.expected(s, 100)).sum();
+        assert_eq!(total, 100 * 100 * 10);
+        assert_eq!(Route::new(0, 5).room(3), None);
+        assert_eq!(Route::new(0, 5).audience(3), 5);
+    }
+
+    #[test]
+    fn rooms_with_private_messages_match_brute_force() {
+        for (pct, clients, rooms) in [(0, 7, 3), (20, 7, 3), (33, 9, 9), (100, 4, 2), (10, 6, 1)] {
+            let route = Route::new(pct, clients).with_rooms(rooms);
+            for s in 0..clients {
+                for r in 0..clients {
+                    for a in 0..20 {
+                        for b in a..45 {
+                            let brute = (a..b).filter(|&q| reaches(&route, r, s, q)).count();
+                            assert_eq!(
+                                route.reaching(r, s, a, b),
+                                brute as u64,
+                                "pct {pct} clients {clients} rooms {rooms} r {r} s {s} {a}..{b}"
+                            );
+                        }
+                    }
+                }
+                let total: u64 = (0..clients).map(|r| route.reaching(r, s, 0, 133)).sum();
+                assert_eq!(
+                    total,
+                    route.expected(s, 133),
+                    "pct {pct} clients {clients} rooms {rooms} s {s}"
+                );
             }
         }
     }

@@ -32,9 +32,18 @@ impl Wire {
     }
 }
 
-/// Appends the join request; `presence` asks JSON kinds for presence deltas
-/// instead of full user lists (text mode always gets notices).
-pub fn encode_join(wire: Wire, name: &str, presence: bool, out: &mut Vec<u8>, mask: [u8; 4]) {
+/// What a join asks for besides the name (JSON kinds; text mode always gets
+/// notices and always has rooms).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Features {
+    /// Presence deltas instead of full user lists.
+    pub presence: bool,
+    /// The rooms form (`room_join`, messages naming their room).
+    pub rooms: bool,
+}
+
+/// Appends the join request.
+pub fn encode_join(wire: Wire, name: &str, features: Features, out: &mut Vec<u8>, mask: [u8; 4]) {
     match wire {
         Wire::Text => {
             out.extend_from_slice(name.as_bytes());
@@ -43,11 +52,99 @@ pub fn encode_join(wire: Wire, name: &str, presence: bool, out: &mut Vec<u8>, ma
         Wire::Json | Wire::Ws => {
             let mut obj = Vec::with_capacity(64);
             let _ = write!(obj, r#"{{"type":"join","sender":"{name}""#);
-            if presence {
-                obj.extend_from_slice(br#","features":["presence"]"#);
+            match (features.presence, features.rooms) {
+                (true, true) => obj.extend_from_slice(br#","features":["presence","rooms"]"#),
+                (true, false) => obj.extend_from_slice(br#","features":["presence"]"#),
+                (false, true) => obj.extend_from_slice(br#","features":["rooms"]"#),
+                (false, false) => {}
             }
             obj.push(b'}');
             finish_json(wire, &obj, out, mask);
+        }
+    }
+}
+
+/// Appends a request to join `room`: `room_join`, or `/join` in text mode.
+pub fn encode_room_join(wire: Wire, room: &str, out: &mut Vec<u8>, mask: [u8; 4]) {
+    match wire {
+        Wire::Text => {
+            let _ = writeln!(out, "/join {room}");
+        }
+        Wire::Json | Wire::Ws => {
+            let obj = format!(r#"{{"type":"room_join","room":"{room}"}}"#);
+            finish_json(wire, obj.as_bytes(), out, mask);
+        }
+    }
+}
+
+/// Where a room join stands after one server line or message for `room`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomStep {
+    /// Not about the join.
+    Other,
+    /// `room_joined` for the room (JSON kinds: the replay follows).
+    Joined,
+    /// The room's `history` replay (JSON kinds), or text mode's `You are in`
+    /// line (text mode prints the replay right after, before any later line).
+    Ready,
+}
+
+/// Classifies a server line or message while joining `room`.
+pub fn room_step(wire: Wire, line: &[u8], room: &str) -> RoomStep {
+    match wire {
+        Wire::Text => {
+            let after = find(line, b"] ").and_then(|p| line.get(p + 2..));
+            let ok = after.is_some_and(|a| {
+                a.strip_prefix(b"*** You are in ".as_slice())
+                    .and_then(|a| a.strip_prefix(room.as_bytes()))
+                    .is_some_and(|a| a.starts_with(b" ("))
+            });
+            if ok { RoomStep::Ready } else { RoomStep::Other }
+        }
+        Wire::Json | Wire::Ws => {
+            let Some(rest) = line.strip_prefix(br#"{"type":""#) else {
+                return RoomStep::Other;
+            };
+            let (step, rest) = if let Some(r) = rest.strip_prefix(br#"room_joined","room":""#) {
+                (RoomStep::Joined, r)
+            } else if let Some(r) = rest.strip_prefix(br#"history","room":""#) {
+                (RoomStep::Ready, r)
+            } else {
+                return RoomStep::Other;
+            };
+            let named = rest
+                .strip_prefix(room.as_bytes())
+                .is_some_and(|r| r.starts_with(b"\""));
+            if named { step } else { RoomStep::Other }
+        }
+    }
+}
+
+/// Whether a server line or message is a replay (a `history` object, or a
+/// text line marked `(history)`), whose load text is not a delivery.
+#[inline]
+pub fn is_history(wire: Wire, line: &[u8]) -> bool {
+    match wire {
+        Wire::Text => find(line, b"] (history) ").is_some(),
+        Wire::Json | Wire::Ws => line.starts_with(br#"{"type":"history""#),
+    }
+}
+
+/// The room a delivery names: the `"room"` value in JSON kinds, the room
+/// before the time in a text line (`[#load3 12:00:01] ...`). `None` when it
+/// names none (text mode shows no room for `#lobby`).
+pub fn line_room(wire: Wire, line: &[u8]) -> Option<&[u8]> {
+    match wire {
+        Wire::Text => {
+            let rest = line.strip_prefix(b"[#")?;
+            let end = find_byte(b' ', rest)?;
+            line.get(1..end + 2)
+        }
+        Wire::Json | Wire::Ws => {
+            const KEY: &[u8] = br#","room":""#;
+            let start = find(line, KEY)? + KEY.len();
+            let rest = line.get(start..)?;
+            rest.get(..find_byte(b'"', rest)?)
         }
     }
 }
@@ -65,10 +162,13 @@ pub fn encode_exit(wire: Wire, name: &str, out: &mut Vec<u8>, mask: [u8; 4]) {
 
 /// Appends one chat message carrying `L <sender> <seq> <send_nanos>`; with a
 /// target, the private form `@TARGET L ...` (the same text in every wire).
+/// `room`: the room a broadcast goes to (JSON kinds name it; text mode's
+/// plain lines go to the room joined last).
 pub fn encode_message(
     wire: Wire,
     name: &str,
     to: Option<&str>,
+    room: Option<&str>,
     load: (usize, u32, u64),
     out: &mut Vec<u8>,
     mask: [u8; 4],
@@ -88,8 +188,16 @@ pub fn encode_message(
             let mut cur = std::io::Cursor::new(&mut obj[..]);
             let _ = write!(
                 cur,
-                r#"{{"type":"message","sender":"{name}","message":"{at}{to}{sp}L {sender} {seq} {nanos}"}}"#
+                r#"{{"type":"message","sender":"{name}","message":"{at}{to}{sp}L {sender} {seq} {nanos}""#
             );
+            match room {
+                Some(room) if at.is_empty() => {
+                    let _ = write!(cur, r#","room":"{room}"}}"#);
+                }
+                _ => {
+                    let _ = write!(cur, "}}");
+                }
+            }
             let n = cur.position() as usize;
             finish_json(wire, obj.get(..n).unwrap_or_default(), out, mask);
         }
@@ -475,14 +583,42 @@ mod tests {
     #[test]
     fn encodes_private_messages_and_exits() {
         let mut out = Vec::new();
-        encode_message(Wire::Text, "a", Some("bob"), (1, 2, 3), &mut out, [0; 4]);
-        encode_message(Wire::Text, "a", None, (1, 2, 3), &mut out, [0; 4]);
+        encode_message(
+            Wire::Text,
+            "a",
+            Some("bob"),
+            None,
+            (1, 2, 3),
+            &mut out,
+            [0; 4],
+        );
+        encode_message(
+            Wire::Text,
+            "a",
+            None,
+            Some("#load1"),
+            (1, 2, 3),
+            &mut out,
+            [0; 4],
+        );
         encode_exit(Wire::Text, "a", &mut out, [0; 4]);
         assert_eq!(out, b"@bob L 1 2 3\nL 1 2 3\n/quit\n");
         out.clear();
-        encode_message(Wire::Json, "a", Some("bob"), (1, 2, 3), &mut out, [0; 4]);
-        encode_join(Wire::Json, "a", false, &mut out, [0; 4]);
-        encode_join(Wire::Json, "a", true, &mut out, [0; 4]);
+        encode_message(
+            Wire::Json,
+            "a",
+            Some("bob"),
+            None,
+            (1, 2, 3),
+            &mut out,
+            [0; 4],
+        );
+        encode_join(Wire::Json, "a", Features::default(), &mut out, [0; 4]);
+        let presence = Features {
+            presence: true,
+            rooms: false,
+        };
+        encode_join(Wire::Json, "a", presence, &mut out, [0; 4]);
         encode_exit(Wire::Json, "a", &mut out, [0; 4]);
         let want = concat!(
             r#"{"type":"message","sender":"a","message":"@bob L 1 2 3"}"#,
@@ -495,5 +631,89 @@ mod tests {
             "\n"
         );
         assert_eq!(String::from_utf8_lossy(&out), want);
+    }
+
+    #[test]
+    fn rooms_requests_and_scanners() {
+        let mut out = Vec::new();
+        let both = Features {
+            presence: true,
+            rooms: true,
+        };
+        encode_join(Wire::Json, "a", both, &mut out, [0; 4]);
+        encode_room_join(Wire::Json, "#load3", &mut out, [0; 4]);
+        encode_message(
+            Wire::Json,
+            "a",
+            None,
+            Some("#load3"),
+            (1, 2, 3),
+            &mut out,
+            [0; 4],
+        );
+        // A private message is server-wide: no room.
+        encode_message(
+            Wire::Json,
+            "a",
+            Some("b"),
+            Some("#load3"),
+            (1, 3, 4),
+            &mut out,
+            [0; 4],
+        );
+        encode_room_join(Wire::Text, "#load3", &mut out, [0; 4]);
+        let want = concat!(
+            r#"{"type":"join","sender":"a","features":["presence","rooms"]}"#,
+            "\n",
+            r##"{"type":"room_join","room":"#load3"}"##,
+            "\n",
+            r##"{"type":"message","sender":"a","message":"L 1 2 3","room":"#load3"}"##,
+            "\n",
+            r#"{"type":"message","sender":"a","message":"@b L 1 3 4"}"#,
+            "\n",
+            "/join #load3\n",
+        );
+        assert_eq!(String::from_utf8_lossy(&out), want);
+
+        let joined =
+            br##"{"type":"room_joined","room":"#load3","topic":"","count":1,"epoch":"e","seq":0}"##;
+        let history =
+            br##"{"type":"history","room":"#load3","messages":[],"complete":true,"gap":false}"##;
+        let lobby =
+            br##"{"type":"room_joined","room":"#lobby","topic":"","count":1,"epoch":"e","seq":0}"##;
+        assert_eq!(room_step(Wire::Json, joined, "#load3"), RoomStep::Joined);
+        assert_eq!(room_step(Wire::Ws, history, "#load3"), RoomStep::Ready);
+        assert_eq!(room_step(Wire::Json, lobby, "#load3"), RoomStep::Other);
+        // #load3 is not #load30.
+        assert_eq!(room_step(Wire::Json, joined, "#load"), RoomStep::Other);
+        let text = b"[12:00:01] *** You are in #load3 (1 user: a). Plain lines go here now.";
+        assert_eq!(room_step(Wire::Text, text, "#load3"), RoomStep::Ready);
+        assert_eq!(room_step(Wire::Text, text, "#load"), RoomStep::Other);
+        assert!(is_history(Wire::Json, history));
+        assert!(is_history(
+            Wire::Text,
+            b"[#load3 12:00:01] (history) a: L 1 2 3"
+        ));
+        assert!(!is_history(Wire::Text, b"[#load3 12:00:01] a: L 1 2 3"));
+
+        let line = br##"{"type":"message","sender":"a","message":"L 1 2 3","room":"#load3","seq":1,"ts":5,"timestamp":"x"}"##;
+        assert_eq!(line_room(Wire::Json, line), Some(b"#load3".as_slice()));
+        assert_eq!(kind(Wire::Json, line), Some(Kind::Chat));
+        assert_eq!(
+            load_text(Wire::Json, line).and_then(parse_load),
+            Some((1, 2, 3))
+        );
+        let tline = b"[#load3 12:00:01] a: L 1 2 3";
+        assert_eq!(line_room(Wire::Text, tline), Some(b"#load3".as_slice()));
+        assert_eq!(kind(Wire::Text, tline), Some(Kind::Chat));
+        assert_eq!(
+            load_text(Wire::Text, tline).and_then(parse_load),
+            Some((1, 2, 3))
+        );
+        assert_eq!(line_room(Wire::Text, b"[12:00:01] a: L 1 2 3"), None);
+        assert_eq!(
+            line_room(Wire::Json, br#"{"type":"message","message":"L 1 2 3"}"#),
+            None
+        );
     }
 }
