@@ -45,6 +45,10 @@
 //! ```
 
 pub mod crc32;
+pub mod disk;
+pub mod epoch;
+pub mod fs;
+pub mod index;
 pub mod record;
 
 use std::fmt;
@@ -53,6 +57,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use disk::{ExpireOutcome, FlushOutcome, OpenReport, Store, StoreStats, Truncation};
 pub use record::RecordError;
 
 /// One stored room event. `seq` is assigned by the caller and strictly
@@ -295,6 +300,9 @@ impl fmt::Display for AppendError {
 }
 
 impl std::error::Error for AppendError {}
+
+#[cfg(test)]
+pub(crate) mod testutil;
 
 #[cfg(test)]
 mod tests {
