@@ -573,7 +573,8 @@ impl<F: Fs> Store<F> {
     }
 
     /// While degraded and the retry is due: cuts the newest segment back to
-    /// its last good length (dropping a partly written turn) and syncs it.
+    /// its last good length (dropping a partly written turn) and syncs it and
+    /// the directory.
     /// `true` when the store is healthy again (or was).
     fn try_resume(&mut self, now: Instant) -> bool {
         let Some(d) = &mut self.degraded else {
@@ -583,10 +584,12 @@ impl<F: Fs> Store<F> {
             return false;
         }
         let len = self.segments.get(&self.active).map_or(0, |s| s.bytes);
+        // The directory too: the failure may have been the roll's.
         let result = self
             .fs
             .truncate(&mut self.file, len)
-            .and_then(|()| self.fs.sync_data(&mut self.file));
+            .and_then(|()| self.fs.sync_data(&mut self.file))
+            .and_then(|()| self.fs.sync_dir(&self.opts.dir));
         match result {
             Ok(()) => {
                 info!("history store: writing again (was: {})", d.reason);
