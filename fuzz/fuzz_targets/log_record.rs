@@ -2,8 +2,9 @@
 //!
 //! Input layout: the whole input is a segment's bytes.
 //!
-//! Invariants: nothing panics; `scan` yields records at contiguous offsets
-//! from 0, each equal to `decode` of its line, and stops where the good
+//! Invariants: nothing panics; `scan` yields entries (records and seq marks)
+//! at contiguous offsets from 0, each equal to `decode_entry` of its line, and
+//! stops where the good
 //! bytes end: `Clean` only at the end of the input, `TornTail` only for the
 //! last line, `BadRecord` only when bytes follow the bad line; `decode` of any
 //! line it accepts re-encodes (`encode`) to a line that decodes to the same
@@ -11,18 +12,28 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use multiuserchat::store::record::{self, ScanEnd};
+use multiuserchat::store::record::{self, Entry, ScanEnd};
 
 fuzz_target!(|data: &[u8]| {
     let mut next = 0u64;
     let mut lines = Vec::new();
-    let end = record::scan(data, 0, |offset, end, rec| {
+    let end = record::scan(data, 0, |offset, end, entry| {
         assert_eq!(offset, next, "records are contiguous");
         assert!(end > offset && end <= data.len() as u64);
         let line = &data[offset as usize..end as usize];
         assert_eq!(line.last(), Some(&b'\n'));
-        assert_eq!(record::decode(&line[..line.len() - 1]).as_ref(), Ok(&rec));
-        lines.push(rec);
+        let line = &line[..line.len() - 1];
+        assert_eq!(record::decode_entry(line).as_ref(), Ok(&entry));
+        match entry {
+            Entry::Record(rec) => lines.push(rec),
+            Entry::SeqMark { room, seq } => {
+                assert!(record::decode(line).is_err());
+                let mut again = Vec::new();
+                let n = record::encode_seq_mark(&room, seq, &mut again).expect("re-encodes");
+                let mark = Entry::SeqMark { room, seq };
+                assert_eq!(record::decode_entry(&again[..n - 1]), Ok(mark));
+            }
+        }
         next = end;
     });
     match end {

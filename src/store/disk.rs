@@ -24,6 +24,9 @@
 //! [`RESUME_INTERVAL`] has passed since the failure ([`Store::next_deadline`]
 //! says when).
 //!
+//! A roll writes (and syncs) a seq mark per known room at the start of the new
+//! segment, so the open segment always carries every room's last seq.
+//!
 //! # Start-up
 //!
 //! Every segment is read whole, oldest first, and each record handed to the
@@ -43,7 +46,7 @@ use log::{error, info, warn};
 
 use super::fs::{Fs, StdFs};
 use super::index::Index;
-use super::record::{self, RecordError, ScanEnd};
+use super::record::{self, Entry, RecordError, ScanEnd};
 use super::{AppendError, FsyncPolicy, Record, StoreError, StoreOptions, epoch};
 
 /// `everysec`: the longest time between a write and its `fdatasync`.
@@ -150,6 +153,8 @@ pub struct StoreStats {
 struct Segment {
     path: PathBuf,
     bytes: u64,
+    /// End of the seq marks at the start of the segment (0 if none).
+    marks_bytes: u64,
     newest_ts_ms: Option<u64>,
 }
 
@@ -243,11 +248,18 @@ impl<F: Fs> Store<F> {
             let path = dir.join(segment_name(id));
             let bytes = fs::read(&path).map_err(|e| StoreError::io("read", &path, e))?;
             let mut newest_ts_ms: Option<u64> = None;
-            let end = record::scan(&bytes, 0, |offset, end, rec| {
-                index.add(&rec.room, rec.seq, id, offset, end);
-                newest_ts_ms = Some(newest_ts_ms.map_or(rec.ts_ms, |t| t.max(rec.ts_ms)));
-                report.records += 1;
-                visit(rec);
+            let mut marks_bytes = 0;
+            let end = record::scan(&bytes, 0, |offset, end, entry| match entry {
+                Entry::Record(rec) => {
+                    index.add(&rec.room, rec.seq, id, offset, end);
+                    newest_ts_ms = Some(newest_ts_ms.map_or(rec.ts_ms, |t| t.max(rec.ts_ms)));
+                    report.records += 1;
+                    visit(rec);
+                }
+                Entry::SeqMark { room, seq } => {
+                    index.note_seq(&room, seq);
+                    marks_bytes = end;
+                }
             });
             let file_len = bytes.len() as u64;
             let is_last = n + 1 == ids.len();
@@ -309,6 +321,7 @@ impl<F: Fs> Store<F> {
                 Segment {
                     path,
                     bytes: good_len,
+                    marks_bytes: marks_bytes.min(good_len),
                     newest_ts_ms,
                 },
             );
@@ -352,6 +365,13 @@ impl<F: Fs> Store<F> {
     /// The last seq stored (or appended) for `room`; `None` if never seen.
     pub fn last_seq(&self, room: &str) -> Option<u64> {
         self.index.last_seq(room)
+    }
+
+    /// Every room's last seq, in no particular order: after [`Store::open`],
+    /// where each room's seqs go on from (this includes rooms whose records
+    /// have all expired, carried forward by seq marks).
+    pub fn last_seqs(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.index.last_seqs()
     }
 
     /// Whether the store is degraded (appends are dropped).
@@ -477,8 +497,7 @@ impl<F: Fs> Store<F> {
             self.last_sync = now;
             out.synced = true;
         }
-        let active_bytes = self.active_bytes();
-        if active_bytes > 0 && active_bytes >= self.opts.segment_bytes {
+        if self.active_is_full() {
             out.rolled = self.roll(now);
         }
         out
@@ -510,8 +529,18 @@ impl<F: Fs> Store<F> {
         self.segments.get(&self.active).map_or(0, |s| s.bytes)
     }
 
+    /// The open segment holds records (not only marks) and reached its size.
+    fn active_is_full(&self) -> bool {
+        self.segments
+            .get(&self.active)
+            .is_some_and(|s| s.bytes > s.marks_bytes && s.bytes >= self.opts.segment_bytes)
+    }
+
     /// Closes the newest segment (synced unless `never`) and starts the next
-    /// one. `false` (and degraded) if that failed.
+    /// one with a seq mark for every room known, written and synced at once,
+    /// so the newest segment always holds every room's last seq (retention
+    /// may delete all of a room's records; its seqs must not start over).
+    /// `false` (and degraded) if any step failed.
     fn roll(&mut self, now: Instant) -> bool {
         let sync = self.opts.fsync != FsyncPolicy::Never;
         if sync && self.unsynced {
@@ -538,6 +567,7 @@ impl<F: Fs> Store<F> {
             Segment {
                 path,
                 bytes: 0,
+                marks_bytes: 0,
                 newest_ts_ms: None,
             },
         );
@@ -545,6 +575,35 @@ impl<F: Fs> Store<F> {
             self.degrade("fsync directory", e, now);
             return false;
         }
+        self.write_seq_marks(now)
+    }
+
+    /// Writes the seq marks at the start of the (new, empty) open segment.
+    fn write_seq_marks(&mut self, now: Instant) -> bool {
+        let mut marks = Vec::new();
+        for (room, seq) in self.index.last_seqs() {
+            // A room name too long for a line was never stored either.
+            let _ = record::encode_seq_mark(room, seq, &mut marks);
+        }
+        if marks.is_empty() {
+            return true;
+        }
+        if let Err(e) = self.fs.write_all(&mut self.file, &marks) {
+            self.degrade("write", e, now);
+            return false;
+        }
+        if self.opts.fsync != FsyncPolicy::Never
+            && let Err(e) = self.fs.sync_data(&mut self.file)
+        {
+            self.degrade("fdatasync", e, now);
+            return false;
+        }
+        let len = marks.len() as u64;
+        if let Some(seg) = self.segments.get_mut(&self.active) {
+            seg.bytes += len;
+            seg.marks_bytes = seg.bytes;
+        }
+        self.total_bytes += len;
         true
     }
 
@@ -691,8 +750,11 @@ impl<F: Fs> Store<F> {
             };
             let buf = read_range(&seg.path, span.start, span.end)?;
             let mut found = Vec::new();
-            let end = record::scan(&buf, span.start, |_, _, rec| {
-                if rec.room == room && rec.seq < before_seq {
+            let end = record::scan(&buf, span.start, |_, _, entry| {
+                if let Entry::Record(rec) = entry
+                    && rec.room == room
+                    && rec.seq < before_seq
+                {
                     found.push(rec);
                 }
             });
@@ -735,24 +797,21 @@ fn cut_file(path: &Path, len: u64) -> Result<(), StoreError> {
     cut().map_err(|e| StoreError::io("truncate", path, e))
 }
 
-/// Opens the newest segment for appending, or creates the first (or the next,
-/// when the newest is already full). Returns its id and file.
+/// Opens the newest segment for appending, or creates the first one. (A full
+/// newest segment is rolled by the first `flush_turn`, with its seq marks.)
+/// Returns its id and file.
 fn open_active<F: Fs>(
     fs: &mut F,
     opts: &StoreOptions,
     segments: &mut BTreeMap<u64, Segment>,
 ) -> Result<(u64, F::File), StoreError> {
-    if let Some((&id, seg)) = segments.last_key_value()
-        && (seg.bytes == 0 || seg.bytes < opts.segment_bytes)
-    {
+    if let Some((&id, seg)) = segments.last_key_value() {
         let file = fs
             .open_append(&seg.path)
             .map_err(|e| StoreError::io("open", &seg.path, e))?;
         return Ok((id, file));
     }
-    let id = segments
-        .last_key_value()
-        .map_or(1, |(&id, _)| id.saturating_add(1));
+    let id = 1;
     let path = opts.dir.join(segment_name(id));
     let file = fs
         .create(&path)
@@ -764,6 +823,7 @@ fn open_active<F: Fs>(
         Segment {
             path,
             bytes: 0,
+            marks_bytes: 0,
             newest_ts_ms: None,
         },
     );

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::store::RecordKind;
+use crate::store::record::Entry;
 use crate::store::testutil::{FaultFs, TempDir};
 
 const T0: u64 = 1_700_000_000_000;
@@ -373,11 +374,70 @@ fn retention_deletes_whole_segments_by_age_and_rolls_an_old_open_one() {
     assert!(out.deleted_segments >= 1);
     let left = segment_files(dir.path());
     assert_eq!(left.len(), 1);
-    assert_eq!(left[0].1, 0);
+    let mut mark = Vec::new();
+    record::encode_seq_mark("r", 180, &mut mark).unwrap();
+    assert_eq!(
+        fs::read(&left[0].0).unwrap(),
+        mark,
+        "only the seq mark is left"
+    );
     assert_eq!(store.last_seq("r"), Some(180), "seqs are not reused");
     assert!(store.read_before("r", 181, 10).unwrap().is_empty());
+    // A second sweep finds nothing more to do.
+    assert_eq!(store.expire(end + 20 * hour, now), ExpireOutcome::default());
+    drop(store);
+    let (mut store, report, seen) = open_std(&opts).unwrap();
+    assert!(seen.is_empty());
+    assert_eq!(report.records, 0);
+    assert_eq!(store.last_seq("r"), Some(180), "not even after a restart");
+    assert_eq!(store.last_seqs().collect::<Vec<_>>(), vec![("r", 180)]);
     store.append(&msg("r", 181, end + 10 * hour)).unwrap();
     assert_eq!(store.flush_turn(now).records, 1);
+}
+
+#[test]
+fn each_new_segment_starts_with_every_rooms_last_seq() {
+    let dir = TempDir::new("marks");
+    let mut opts = options(dir.path());
+    opts.segment_bytes = 600;
+    let now = Instant::now();
+    let (mut store, _, _) = open_std(&opts).unwrap();
+    store.append(&msg("quiet", 7, T0)).unwrap();
+    store.append(&topic("quiet \"room\"", 3, T0)).unwrap();
+    let mut busy = Vec::new();
+    for s in 1..=20 {
+        let r = msg("busy", s, T0 + s);
+        store.append(&r).unwrap();
+        busy.push(r);
+        store.flush_turn(now);
+    }
+    let files = segment_files(dir.path());
+    assert!(files.len() >= 3);
+    for (path, _) in &files[1..] {
+        let bytes = fs::read(path).unwrap();
+        let mut marks = Vec::new();
+        record::scan(&bytes, 0, |_, _, entry| {
+            if let Entry::SeqMark { room, seq } = entry {
+                marks.push((room, seq));
+            }
+        });
+        marks.sort();
+        assert_eq!(marks.len(), 3, "{path:?}");
+        assert_eq!(marks[1], ("quiet".to_owned(), 7));
+        assert_eq!(marks[2], ("quiet \"room\"".to_owned(), 3));
+    }
+    // Marks are neither replayed nor paged back.
+    drop(store);
+    let (store, report, seen) = open_std(&opts).unwrap();
+    assert_eq!(report.records, 22);
+    assert_eq!(seen.len(), 22);
+    assert_eq!(store.read_before("busy", 100, 100).unwrap(), busy);
+    let mut seqs: Vec<(&str, u64)> = store.last_seqs().collect();
+    seqs.sort();
+    assert_eq!(
+        seqs,
+        vec![("busy", 20), ("quiet", 7), ("quiet \"room\"", 3)]
+    );
 }
 
 #[test]
@@ -681,7 +741,7 @@ fn never_leaves_syncing_to_close() {
 }
 
 #[test]
-fn ignores_other_files_and_opens_a_full_last_segment_by_starting_the_next() {
+fn ignores_other_files_and_rolls_a_full_last_segment_on_the_first_turn() {
     let dir = TempDir::new("others");
     fs::write(dir.path().join("notes.txt"), "x").unwrap();
     fs::write(dir.path().join("1.log"), "garbage").unwrap();
@@ -696,9 +756,14 @@ fn ignores_other_files_and_opens_a_full_last_segment_by_starting_the_next() {
     assert_eq!(files.len(), 2);
     // As if the process died between the write and the roll.
     fs::remove_file(&files[1].0).unwrap();
-    let (store, report, seen) = open_std(&opts).unwrap();
+    let (mut store, report, seen) = open_std(&opts).unwrap();
     assert_eq!(seen.len(), 1);
-    assert_eq!(report.segments, 2, "a new segment after the full one");
+    assert_eq!(report.segments, 1);
+    let out = store.flush_turn(Instant::now());
+    assert!(
+        out.rolled,
+        "the first turn starts a new segment after the full one"
+    );
     assert_eq!(store.stats().segments, 2);
 }
 

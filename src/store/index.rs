@@ -114,6 +114,13 @@ impl Index {
         }
     }
 
+    /// Every room's last seq, in no particular order.
+    pub fn last_seqs(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.rooms
+            .iter()
+            .filter_map(|(name, room)| Some((name.as_str(), room.last_seq?)))
+    }
+
     /// Number of rooms known.
     pub fn rooms(&self) -> usize {
         self.rooms.len()

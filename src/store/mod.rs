@@ -32,6 +32,9 @@
 //! Each segment is a sequence of lines, one record per line:
 //! `crc32-of-json as 8 lowercase hex digits, one space, a JSON object, LF`,
 //! e.g. `441fdcd1 {"r":"lobby","s":7,"t":1700000000000,"k":"m","f":"ann","x":"hi"}`.
+//! Every segment after the first begins with a *seq mark* per room known
+//! (`{"r":"lobby","s":7,"k":"s"}`): each room's last seq survives retention
+//! deleting all of its records, so seqs never start over within an epoch.
 //!
 //! # Driving it from the loop, one turn
 //!

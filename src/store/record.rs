@@ -7,7 +7,12 @@
 //! ```text
 //! {"r":room,"s":seq,"t":ts_ms,"k":"m","f":from,"x":text}     a message
 //! {"r":room,"s":seq,"t":ts_ms,"k":"t","f":by,"x":topic}      a topic change
+//! {"r":room,"s":seq,"k":"s"}                                  a seq mark
 //! ```
+//!
+//! A *seq mark* is not a room event: it carries a room's last seq into a new
+//! segment (see `disk.rs`), so that a room whose records all expire does not
+//! start its seqs over after a restart.
 //!
 //! Strings go through `json::write_str`, which escapes every control
 //! character, so a record never holds a raw LF and one line is one record.
@@ -68,7 +73,7 @@ pub enum RecordError {
     /// The JSON is not an object, or a required key is missing or has the
     /// wrong type (a string for `r f x k`, an unsigned integer for `s t`).
     BadField(&'static str),
-    /// `k` is neither `"m"` nor `"t"`.
+    /// `k` is not `"m"`, `"t"` or `"s"` (or is `"s"` where a record was wanted).
     UnknownKind,
 }
 
@@ -121,7 +126,13 @@ pub fn encode(record: &Record, out: &mut Vec<u8>) -> Result<usize, RecordError> 
     out.extend_from_slice(b",\"x\":");
     json::write_str(out, text);
     out.push(b'}');
-    let len = out.len() - start;
+    finish_line(out, start, json_start)
+}
+
+/// Checks the length of the line begun at `start`, fills in the checksum of
+/// the JSON from `json_start` and adds the LF; on `Err(TooLong)` removes the line.
+fn finish_line(out: &mut Vec<u8>, start: usize, json_start: usize) -> Result<usize, RecordError> {
+    let len = out.len().saturating_sub(start);
     if len > MAX_LINE_BYTES {
         out.truncate(start);
         return Err(RecordError::TooLong {
@@ -130,18 +141,56 @@ pub fn encode(record: &Record, out: &mut Vec<u8>) -> Result<usize, RecordError> 
         });
     }
     let crc = crc32(out.get(json_start..).unwrap_or_default());
-    if let Some(field) = out.get_mut(start..json_start - 1) {
+    if let Some(field) = out.get_mut(start..json_start.saturating_sub(1)) {
         field.copy_from_slice(&hex8(crc));
     }
     out.push(b'\n');
     Ok(len + 1)
 }
 
-/// Decodes one line (without its LF).
+/// One line of the log: a room event, or a room's seq carried forward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A room event.
+    Record(Record),
+    /// `room`'s last seq was `seq` when the segment holding this mark began.
+    SeqMark {
+        /// Room name.
+        room: String,
+        /// The room's last seq.
+        seq: u64,
+    },
+}
+
+/// Appends a seq mark line for `room` to `out` and returns its length.
+/// `Err(TooLong)` as for [`encode`].
+pub fn encode_seq_mark(room: &str, seq: u64, out: &mut Vec<u8>) -> Result<usize, RecordError> {
+    let start = out.len();
+    out.extend_from_slice(b"00000000 ");
+    let json_start = out.len();
+    out.extend_from_slice(b"{\"r\":");
+    json::write_str(out, room);
+    out.extend_from_slice(b",\"s\":");
+    write_u64(out, seq);
+    out.extend_from_slice(b",\"k\":\"s\"}");
+    finish_line(out, start, json_start)
+}
+
+/// Decodes one record line (without its LF); a seq mark is
+/// `Err(UnknownKind)` here (see [`decode_entry`]).
 ///
 /// `Err` says what is wrong: over [`MAX_LINE_BYTES`], a malformed checksum
 /// field, a checksum mismatch, or JSON that is not a record. Never panics.
 pub fn decode(line: &[u8]) -> Result<Record, RecordError> {
+    match decode_entry(line)? {
+        Entry::Record(record) => Ok(record),
+        Entry::SeqMark { .. } => Err(RecordError::UnknownKind),
+    }
+}
+
+/// Decodes one line (without its LF): a record or a seq mark.
+/// `Err` as for [`decode`]. Never panics.
+pub fn decode_entry(line: &[u8]) -> Result<Entry, RecordError> {
     if line.len() > MAX_LINE_BYTES {
         return Err(RecordError::TooLong {
             len: line.len(),
@@ -169,6 +218,9 @@ pub fn decode(line: &[u8]) -> Result<Record, RecordError> {
     }
     let room = string_field(&value, "r")?;
     let seq = u64_field(&value, "s")?;
+    if value.get("k").and_then(Value::as_str) == Some("s") {
+        return Ok(Entry::SeqMark { room, seq });
+    }
     let ts_ms = u64_field(&value, "t")?;
     let who = string_field(&value, "f")?;
     let text = string_field(&value, "x")?;
@@ -181,12 +233,12 @@ pub fn decode(line: &[u8]) -> Result<Record, RecordError> {
         Some(_) => return Err(RecordError::UnknownKind),
         None => return Err(RecordError::BadField("k")),
     };
-    Ok(Record {
+    Ok(Entry::Record(Record {
         room,
         seq,
         ts_ms,
         kind,
-    })
+    }))
 }
 
 fn string_field(value: &Value, key: &'static str) -> Result<String, RecordError> {
@@ -282,12 +334,12 @@ impl ScanEnd {
 }
 
 /// Walks `bytes`, which start at a line boundary at absolute offset `base`,
-/// calling `visit(offset, end, record)` for each good record in order
+/// calling `visit(offset, end, entry)` for each good line in order
 /// (`end` is just past its LF), and stops at the first line that is not one.
 ///
 /// Never panics; one pass, each byte looked at a bounded number of times
 /// (the LF search, then the checksum and JSON parse of its line).
-pub fn scan(bytes: &[u8], base: u64, mut visit: impl FnMut(u64, u64, Record)) -> ScanEnd {
+pub fn scan(bytes: &[u8], base: u64, mut visit: impl FnMut(u64, u64, Entry)) -> ScanEnd {
     let mut pos = 0usize;
     while let Some(rest) = bytes.get(pos..).filter(|r| !r.is_empty()) {
         let offset = base.saturating_add(pos as u64);
@@ -299,8 +351,8 @@ pub fn scan(bytes: &[u8], base: u64, mut visit: impl FnMut(u64, u64, Record)) ->
         };
         let line = rest.get(..nl).unwrap_or_default();
         let next = pos + nl + 1;
-        match decode(line) {
-            Ok(record) => visit(offset, base.saturating_add(next as u64), record),
+        match decode_entry(line) {
+            Ok(entry) => visit(offset, base.saturating_add(next as u64), entry),
             Err(error) if next >= bytes.len() => return ScanEnd::TornTail { offset, error },
             Err(error) => return ScanEnd::BadRecord { offset, error },
         }
@@ -334,7 +386,10 @@ mod tests {
 
     fn scan_all(bytes: &[u8]) -> (Vec<(u64, u64, Record)>, ScanEnd) {
         let mut seen = Vec::new();
-        let end = scan(bytes, 0, |o, e, r| seen.push((o, e, r)));
+        let end = scan(bytes, 0, |o, e, entry| match entry {
+            Entry::Record(r) => seen.push((o, e, r)),
+            Entry::SeqMark { .. } => panic!("no marks written here"),
+        });
         (seen, end)
     }
 
@@ -470,6 +525,31 @@ mod tests {
                 }
             })
         );
+    }
+
+    #[test]
+    fn seq_marks_round_trip_and_are_not_records() {
+        let mut out = Vec::new();
+        let n = encode_seq_mark("lobby \"x\"", 42, &mut out).unwrap();
+        assert_eq!(n, out.len());
+        let line = &out[..n - 1];
+        assert!(line.ends_with(br#","s":42,"k":"s"}"#));
+        assert_eq!(
+            decode_entry(line),
+            Ok(Entry::SeqMark {
+                room: "lobby \"x\"".into(),
+                seq: 42
+            })
+        );
+        assert_eq!(decode(line), Err(RecordError::UnknownKind));
+        let rec = msg("a", 1, "b", "c");
+        assert_eq!(
+            decode_entry(&line_of(&rec)[..line_of(&rec).len() - 1]),
+            Ok(Entry::Record(rec))
+        );
+        let mut out = Vec::new();
+        assert!(encode_seq_mark(&"r".repeat(MAX_LINE_BYTES), 1, &mut out).is_err());
+        assert!(out.is_empty());
     }
 
     #[test]
