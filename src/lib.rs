@@ -21,8 +21,6 @@
 //! - [`hub`]: the chat domain: directory, rooms, requests in, effects out;
 //!   no wire vocabulary, no I/O, time passed in.
 //! - [`web`]: the static files (embedded or from a directory) behind the HTTP port.
-//! - [`store`]: durable room history: a checksummed, segmented log in the
-//!   data directory; append, group commit per turn, replay, paging, retention.
 //! - [`config`]: every flag, port, limit and timeout in one struct.
 //!
 //! Imports point down this list's flow: `server` → `conn`, `session` →
