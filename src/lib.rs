@@ -32,4 +32,5 @@ pub mod hub;
 pub mod proto;
 pub mod server;
 pub mod session;
+pub mod store;
 pub mod web;
