@@ -7,7 +7,7 @@ RECIPES ?= ../shared/recipes
 
 run:
 	$(CARGO) build --release --bin multiuserchat
-	./target/release/multiuserchat $(ARGS)
+	./target/release/multiuserchat --data-dir data $(ARGS)
 
 build:
 	$(CARGO) build --release --all-targets

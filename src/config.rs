@@ -10,6 +10,7 @@ use std::time::Duration;
 use log::LevelFilter;
 
 use crate::hub::HubConfig;
+use crate::store::FsyncPolicy;
 
 /// Server configuration. `Config::default()` is what `make run` uses.
 #[derive(Debug, Clone)]
@@ -63,6 +64,16 @@ pub struct Config {
     pub read_budget_bytes: usize,
     /// Chat settings.
     pub hub: HubConfig,
+    /// Durable room history in this directory (`None`: in memory only).
+    pub data_dir: Option<PathBuf>,
+    /// When history writes are forced to disk.
+    pub fsync: FsyncPolicy,
+    /// History older than this is deleted (whole segments).
+    pub history_retention: Duration,
+    /// History beyond this many bytes is deleted, oldest segments first.
+    pub history_max_bytes: u64,
+    /// At start-up, cut the history log at a damaged record instead of stopping.
+    pub repair_history: bool,
 }
 
 impl Default for Config {
@@ -92,6 +103,11 @@ impl Default for Config {
             assets_dir: None,
             read_budget_bytes: 256 * 1024,
             hub: HubConfig::default(),
+            data_dir: None,
+            fsync: FsyncPolicy::EverySec,
+            history_retention: Duration::from_secs(7 * 24 * 3600),
+            history_max_bytes: 1 << 30,
+            repair_history: false,
         }
     }
 }
@@ -166,6 +182,15 @@ USAGE: multiuserchat [FLAGS]
   --max-rooms-per-user N    rooms one user may be in at once [20]
   --legacy-replay N         replay the last N lobby messages to clients without
                             the rooms feature when they join [0]
+  --data-dir DIR            keep room history in DIR (created if needed; `make run`
+                            uses ./data); '' or --no-persist: in memory only [none]
+  --no-persist              history in memory only
+  --fsync POLICY            always (group commit before anyone sees a message) |
+                            everysec (written every turn, synced once a second) |
+                            never [everysec]
+  --history-days N          delete history older than N days [7]
+  --history-max-mb N        delete the oldest history beyond N MiB [1024]
+  --repair-history          at start-up, cut the history log at a damaged record
   -h, --help                this text
   -V, --version             the version
 ";
@@ -243,6 +268,34 @@ impl Config {
                 "--no-room-create" => cfg.hub.room_create = false,
                 "--max-rooms" => cfg.hub.max_rooms = positive(&flag, &value()?)?,
                 "--max-rooms-per-user" => cfg.hub.max_rooms_per_user = positive(&flag, &value()?)?,
+                "--data-dir" => {
+                    let v = value()?;
+                    cfg.data_dir = (!v.is_empty()).then(|| PathBuf::from(v));
+                }
+                "--no-persist" => cfg.data_dir = None,
+                "--fsync" => {
+                    let v = value()?;
+                    cfg.fsync = v.parse().map_err(|_| ConfigError::BadValue {
+                        flag: flag.clone(),
+                        value: v.clone(),
+                        why: "use always, everysec or never",
+                    })?;
+                }
+                "--history-days" => {
+                    let days: f64 = parse(&flag, &value()?, "not a number of days")?;
+                    if !(days > 0.0 && days < 100_000.0) {
+                        return Err(ConfigError::BadValue {
+                            flag: flag.clone(),
+                            value: days.to_string(),
+                            why: "must be more than 0 days",
+                        });
+                    }
+                    cfg.history_retention = Duration::from_secs_f64(days * 86_400.0);
+                }
+                "--history-max-mb" => {
+                    cfg.history_max_bytes = (positive(&flag, &value()?)? as u64) << 20;
+                }
+                "--repair-history" => cfg.repair_history = true,
                 "--legacy-replay" => {
                     cfg.hub.legacy_replay = parse(&flag, &value()?, "not a number")?
                 }
@@ -303,6 +356,33 @@ mod tests {
         assert_eq!(c.log_level, LevelFilter::Info);
         assert_eq!(c.max_line_bytes, 65536);
         assert_eq!(c.out_hard_limit_bytes, 4 << 20);
+    }
+
+    #[test]
+    fn parses_history_flags() {
+        let c = run(&[
+            "--data-dir",
+            "/tmp/x",
+            "--fsync=always",
+            "--history-days",
+            "2",
+            "--history-max-mb",
+            "10",
+            "--repair-history",
+        ])
+        .unwrap();
+        assert_eq!(c.data_dir, Some(PathBuf::from("/tmp/x")));
+        assert_eq!(c.fsync, FsyncPolicy::Always);
+        assert_eq!(c.history_retention, Duration::from_secs(2 * 86_400));
+        assert_eq!(c.history_max_bytes, 10 << 20);
+        assert!(c.repair_history);
+        assert_eq!(run(&["--data-dir", ""]).unwrap().data_dir, None);
+        assert_eq!(
+            run(&["--data-dir", "d", "--no-persist"]).unwrap().data_dir,
+            None
+        );
+        assert!(run(&["--fsync", "sometimes"]).is_err());
+        assert_eq!(Config::default().fsync, FsyncPolicy::EverySec);
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct Books {
     pub ended: Vec<(ConnId, LeaveReason)>,
     /// Bytes written by [`Conn::queue`]'s early flush.
     pub bytes_out: u64,
+    /// No early flush: output may reach a socket only after the turn's
+    /// history is synced (`--fsync always`), so a client whose queue a busy
+    /// turn fills past the limit is dropped instead of flushed early.
+    pub hold_early_flush: bool,
 }
 
 /// One client.
@@ -122,6 +126,7 @@ impl Conn {
         }
         if self.out.pending_bytes() + chunk.len() > limit {
             if self.phase == Phase::Open
+                && !books.hold_early_flush
                 && let Ok((n, _)) = self.out.flush(&mut self.socket)
             {
                 books.bytes_out += n as u64;

@@ -233,6 +233,12 @@ impl Hub {
         hub
     }
 
+    /// Names the history (the durable log's epoch, kept with its directory).
+    pub fn set_epoch(&mut self, epoch: &str) {
+        self.epoch = Rc::from(epoch);
+        self.cfg.epoch = epoch.to_owned();
+    }
+
     /// Users online.
     pub fn user_count(&self) -> usize {
         self.dir.len()
@@ -1066,6 +1072,8 @@ impl Hub {
             return;
         }
         r.topic = topic.clone();
+        // A topic change is stored under the seq of the room's latest line.
+        let seq = r.seq;
         let msg = Rc::new(Message {
             ts_ms: now.unix_ms,
             event: Event::Topic {
@@ -1073,7 +1081,10 @@ impl Hub {
                 topic,
                 by,
             },
-            room: Some(RoomTag { name, seq: None }),
+            room: Some(RoomTag {
+                name,
+                seq: Some(seq),
+            }),
         });
         self.outbox.push(Pending::Persist(msg.clone()));
         let to = Target::Room {

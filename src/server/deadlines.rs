@@ -29,6 +29,10 @@ pub enum Timer {
     Drain,
     /// Outbound link `i` (see `server::link`): connect timeout or reconnect.
     Link(usize),
+    /// The history store's next sync or retry.
+    StoreSync,
+    /// The history store's retention sweep.
+    StoreExpire,
 }
 
 /// One scheduled deadline, as returned by [`Deadlines::schedule`]; pass it to

@@ -6,7 +6,7 @@
 use log::info;
 use slab::Slab;
 
-use super::{Core, Server};
+use super::{Core, Server, history};
 use crate::conn::Conn;
 use crate::hub::{ConnId, Effect};
 use crate::session::Encoded;
@@ -40,8 +40,13 @@ impl Server {
                     core.resume.push(c.key());
                 }
             }
-            // The durable history comes with the store.
-            Effect::Persist { .. } => {}
+            Effect::Persist { msg } => {
+                if let (Some(store), Some(rec)) = (&mut core.store, history::record_of(msg))
+                    && let Err(e) = store.append(&rec)
+                {
+                    log::debug!("history: {} seq {} not stored: {e:?}", rec.room, rec.seq);
+                }
+            }
             Effect::Gone {
                 conn, name, why, ..
             } => match lookup(conns, conn) {

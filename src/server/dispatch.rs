@@ -57,7 +57,15 @@ pub(super) fn apply(conn: &mut Conn, hub: &mut Hub, core: &mut Core, outs: &mut 
             }
             Out::Hub(req) => {
                 if conn.ended.is_none() {
-                    hub.handle(conn.id, req, now);
+                    match &core.store {
+                        Some(store) => hub.handle_with(
+                            conn.id,
+                            req,
+                            now,
+                            &mut super::history::StoreArchive(store),
+                        ),
+                        None => hub.handle(conn.id, req, now),
+                    }
                 }
             }
             Out::End(why) => {
@@ -101,4 +109,15 @@ fn refresh_stats(core: &mut Core, hub: &Hub) {
         .mono
         .saturating_duration_since(core.started)
         .as_secs();
+    v.history = core.store.as_ref().map(|store| {
+        let st = store.stats();
+        crate::session::HistoryView {
+            fsync: st.fsync.as_str(),
+            degraded: st.degraded.is_some(),
+            segments: st.segments,
+            bytes: st.total_bytes,
+            rooms: st.rooms,
+            dropped_records: st.dropped_records,
+        }
+    });
 }

@@ -36,6 +36,7 @@ mod clock;
 mod deadlines;
 mod deliver;
 mod dispatch;
+mod history;
 // A place for outbound links; the pub/sub backplane will be the first to open
 // one, and use the parts of its API that nothing calls yet.
 #[allow(dead_code)]
@@ -88,6 +89,9 @@ pub enum ServerError {
     },
     /// `--assets DIR` is unusable.
     Assets { dir: String, source: io::Error },
+    /// The durable history could not be opened (a damaged record names its
+    /// file and offset; `--repair-history` cuts the log there).
+    History(crate::store::StoreError),
     /// The poll itself failed.
     Io(io::Error),
 }
@@ -110,6 +114,7 @@ impl fmt::Display for ServerError {
             ServerError::Assets { dir, source } => {
                 write!(f, "cannot serve --assets {dir}: {source}")
             }
+            ServerError::History(e) => write!(f, "cannot open the history: {e}"),
             ServerError::Io(e) => write!(f, "poll failed: {e}"),
         }
     }
@@ -149,6 +154,8 @@ pub(crate) struct Core {
     /// Reusable session output and encoding buffers.
     pub outs: Vec<Out>,
     pub enc: Vec<u8>,
+    /// The durable history (`--data-dir`), if any.
+    pub store: Option<crate::store::Store>,
 }
 
 impl Core {
@@ -251,6 +258,14 @@ impl Server {
         // client's `since` from an earlier run is answered with `gap`.
         let mut hub_cfg = cfg.hub.clone();
         hub_cfg.epoch = new_epoch(unix_ms);
+        let mut hub = Hub::new(hub_cfg);
+        let store = match &cfg.data_dir {
+            Some(dir) => Some(open_history(&cfg, dir, &mut hub, now, unix_ms)?),
+            None => None,
+        };
+        if store.is_some() {
+            timers.set(Timer::StoreExpire, now);
+        }
         let core = Core {
             files,
             handshake,
@@ -261,18 +276,22 @@ impl Server {
             now: Now { unix_ms, mono: now },
             clock,
             http_date,
-            books: Books::default(),
+            books: Books {
+                hold_early_flush: store.is_some() && cfg.fsync == crate::store::FsyncPolicy::Always,
+                ..Books::default()
+            },
             ready_again: Vec::new(),
             resume: Vec::new(),
             outs: Vec::new(),
             enc: Vec::new(),
+            store,
             cfg,
         };
         Ok(Server {
             poll,
             listeners,
             conns: Slab::new(),
-            hub: Hub::new(hub_cfg),
+            hub,
             scratch: vec![0; SCRATCH_BYTES],
             serial: 0,
             timers,
@@ -332,6 +351,9 @@ impl Server {
                     drain.initial.saturating_sub(self.conns.len()),
                     self.conns.len()
                 );
+                if let Some(store) = &mut self.core.store {
+                    store.close(Instant::now());
+                }
                 return Ok(());
             }
         }
@@ -442,8 +464,29 @@ impl Server {
             self.close_all_for_drain();
             self.settle();
         }
+        // The turn's history goes to disk before anyone is shown the turn
+        // (with `--fsync always`, synced too: nobody sees what is not on disk).
+        self.flush_store();
         self.flush_dirty();
         Ok(())
+    }
+
+    /// Writes the turn's history records; keeps the store's next sync or
+    /// retry in the deadline queue.
+    fn flush_store(&mut self) {
+        let Some(store) = &mut self.core.store else {
+            return;
+        };
+        let now = self.core.now.mono;
+        store.flush_turn(now);
+        match store.next_deadline() {
+            Some(at) => {
+                self.timers.set(Timer::StoreSync, at);
+            }
+            None => {
+                self.timers.cancel_key(Timer::StoreSync);
+            }
+        }
     }
 
     /// Opens an outbound link to `addr` and starts connecting; its index, or
@@ -503,6 +546,20 @@ impl Server {
                 Timer::Drain => {
                     if let Some(drain) = &mut self.drain {
                         drain.expired = true;
+                    }
+                }
+                Timer::StoreSync => self.flush_store(),
+                Timer::StoreExpire => {
+                    self.timers
+                        .set(Timer::StoreExpire, now + STORE_EXPIRE_INTERVAL);
+                    if let Some(store) = &mut self.core.store {
+                        let out = store.expire(self.core.now.unix_ms, now);
+                        if out.deleted_segments > 0 {
+                            info!(
+                                "history: {} old segment(s) deleted ({} bytes)",
+                                out.deleted_segments, out.deleted_bytes
+                            );
+                        }
                     }
                 }
                 Timer::Link(i) => {
@@ -748,6 +805,42 @@ impl Server {
             }
         }
     }
+}
+
+/// How often old history segments are looked for.
+const STORE_EXPIRE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Opens the durable history in `dir` and rebuilds the hub's rooms from it.
+fn open_history(
+    cfg: &Config,
+    dir: &std::path::Path,
+    hub: &mut Hub,
+    now: Instant,
+    unix_ms: u64,
+) -> Result<crate::store::Store, ServerError> {
+    use crate::store::{Store, StoreOptions, epoch};
+    let opts = StoreOptions {
+        retention: cfg.history_retention,
+        max_total_bytes: cfg.history_max_bytes,
+        fsync: cfg.fsync,
+        repair: cfg.repair_history,
+        ..StoreOptions::new(dir)
+    };
+    let fresh = epoch::generate(u128::from(unix_ms) * 1_000_000, std::process::id());
+    let mut records = 0u64;
+    let (store, report) = Store::open(opts, now, &fresh, |rec| {
+        records += 1;
+        hub.restore(history::message_of(rec));
+    })
+    .map_err(ServerError::History)?;
+    hub.set_epoch(store.epoch());
+    info!(
+        "history: {records} record(s) in {} ({:?}, epoch {})",
+        dir.display(),
+        report,
+        store.epoch()
+    );
+    Ok(store)
 }
 
 /// A fresh history epoch: the start time and process id, in hex.

@@ -193,6 +193,28 @@ fn stats_json(s: &StatsView) -> Vec<u8> {
         out.push(b':');
         write_number(&mut out, value);
     }
+    out.extend_from_slice(b",\"history\":");
+    match &s.history {
+        None => out.extend_from_slice(b"{\"persistent\":false}"),
+        Some(h) => {
+            out.extend_from_slice(b"{\"persistent\":true,\"fsync\":");
+            json::write_str(&mut out, h.fsync);
+            out.extend_from_slice(b",\"degraded\":");
+            out.extend_from_slice(if h.degraded { b"true" } else { b"false" });
+            for (key, value) in [
+                ("segments", h.segments as u64),
+                ("bytes", h.bytes),
+                ("rooms", h.rooms as u64),
+                ("dropped_records", h.dropped_records),
+            ] {
+                out.push(b',');
+                json::write_str(&mut out, key);
+                out.push(b':');
+                write_number(&mut out, value);
+            }
+            out.push(b'}');
+        }
+    }
     out.push(b'}');
     out
 }
@@ -243,6 +265,14 @@ mod tests {
             accepted: 3,
             refused: 1,
             uptime_secs: 5,
+            history: Some(super::super::HistoryView {
+                fsync: "always",
+                degraded: true,
+                segments: 2,
+                bytes: 99,
+                rooms: 3,
+                dropped_records: 4,
+            }),
         };
         let body = stats_json(&f.stats);
         let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
@@ -251,6 +281,9 @@ mod tests {
         assert_eq!(v["users"], 2);
         assert_eq!(v["messages_relayed"], 7);
         assert_eq!(v["refused"], 1);
+        assert_eq!(v["history"]["persistent"], true);
+        assert_eq!(v["history"]["degraded"], true);
+        assert_eq!(v["history"]["dropped_records"], 4);
     }
 
     #[test]

@@ -54,6 +54,19 @@ pub struct StatsView {
     pub accepted: u64,
     pub refused: u64,
     pub uptime_secs: u64,
+    /// The durable history, when there is one.
+    pub history: Option<HistoryView>,
+}
+
+/// The history store's figures for `/stats`.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryView {
+    pub fsync: &'static str,
+    pub degraded: bool,
+    pub segments: usize,
+    pub bytes: u64,
+    pub rooms: usize,
+    pub dropped_records: u64,
 }
 
 /// What the WebSocket port serves once a handshake succeeds.

@@ -47,7 +47,7 @@ use log::{error, info, warn};
 use super::fs::{Fs, StdFs};
 use super::index::Index;
 use super::record::{self, Entry, RecordError, ScanEnd};
-use super::{AppendError, FsyncPolicy, Record, StoreError, StoreOptions, epoch};
+use super::{AppendError, FsyncPolicy, Record, RecordKind, StoreError, StoreOptions, epoch};
 
 /// `everysec`: the longest time between a write and its `fdatasync`.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -395,15 +395,20 @@ impl<F: Fs> Store<F> {
     ///
     /// `Err(Degraded)`: dropped (counted in the next [`FlushOutcome`]).
     /// `Err(TooLong)`: over [`record::MAX_LINE_BYTES`] encoded.
-    /// `Err(SeqNotIncreasing)`: `record.seq` is not above the room's last seq.
+    /// `Err(SeqNotIncreasing)`: `record.seq` is not above the room's last seq
+    /// (a topic change may equal it).
     pub fn append(&mut self, record: &Record) -> Result<(), AppendError> {
         if self.degraded.is_some() {
             self.dropped_this_turn += 1;
             self.dropped_total += 1;
             return Err(AppendError::Degraded);
         }
+        // A topic change takes the seq of the room's latest message (room
+        // messages are numbered without gaps, topics are not numbered), so it
+        // may equal the last seq; a message must be above it.
+        let topic = matches!(record.kind, RecordKind::Topic { .. });
         if let Some(last) = self.index.last_seq(&record.room)
-            && record.seq <= last
+            && (record.seq < last || (record.seq == last && !topic))
         {
             return Err(AppendError::SeqNotIncreasing {
                 last,

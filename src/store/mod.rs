@@ -63,13 +63,14 @@ use std::time::Duration;
 pub use disk::{ExpireOutcome, FlushOutcome, OpenReport, Store, StoreStats, Truncation};
 pub use record::RecordError;
 
-/// One stored room event. `seq` is assigned by the caller and strictly
-/// increases within a room (messages and topics share the sequence).
+/// One stored room event. `seq` is assigned by the caller: messages are
+/// numbered 1, 2, 3... within a room, without gaps; a topic change carries
+/// the seq of the room's latest message (so it may repeat it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// Room name.
     pub room: String,
-    /// Position in the room's history, strictly increasing per room.
+    /// Position in the room's history (see the type's docs).
     pub seq: u64,
     /// Wall-clock time of the event, milliseconds since the Unix epoch
     /// (what retention by age compares against).
