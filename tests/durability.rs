@@ -238,3 +238,123 @@ fn with_fsync_everysec_at_most_about_a_second_is_lost() {
         .count() as u64;
     assert!(missing <= RATE * 3 / 2, "{missing} seen lines missing");
 }
+
+/// Writes `n` lines into `#d` of a server on `dir`, then stops it gracefully.
+fn fill(dir: &str, n: usize) {
+    let mut server = ServerProcess::start(Spawn {
+        args: &["--data-dir", dir],
+        ..Spawn::default()
+    });
+    let mut c = Conn::join(server.tcp, "filler");
+    c.send(&json!({"type":"room_join","room":"#d"}));
+    c.until(|v| v["type"] == "history");
+    for i in 1..=n {
+        c.send(&json!({"type":"message","room":"#d","message":format!("f{i}")}));
+    }
+    let last = format!("f{n}");
+    c.until(|v| v["message"] == last.as_str());
+    server.signal(libc::SIGTERM);
+    assert!(
+        server.wait_exit(Duration::from_secs(5)).is_some(),
+        "stops on SIGTERM"
+    );
+}
+
+fn segments(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_damaged_record_stops_start_up_with_its_place_and_repair_cuts_there() {
+    let dir = TempDir::new("damaged");
+    let dir_arg = dir.0.to_string_lossy().into_owned();
+    fill(&dir_arg, 20);
+    let seg = segments(&dir.0).pop().expect("a segment");
+    let mut bytes = std::fs::read(&seg).expect("read segment");
+    // Flip one byte inside the 11th record (f11): its checksum no longer matches.
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(
+            bytes
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i + 1),
+        )
+        .collect();
+    let eleventh = starts[starts.len() - 11];
+    let at = eleventh + 20;
+    bytes[at] ^= 0x20;
+    std::fs::write(&seg, &bytes).expect("write segment");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_multiuserchat"))
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--tcp-port",
+            "0",
+            "--ws-port",
+            "0",
+            "--http-port",
+            "0",
+        ])
+        .args(["--data-dir", dir_arg.as_str()])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "start-up must stop");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let name = seg.file_name().and_then(|n| n.to_str()).expect("name");
+    assert!(err.contains(name), "names the file: {err}");
+    assert!(
+        err.contains(&eleventh.to_string()),
+        "names the offset {eleventh}: {err}"
+    );
+    assert!(err.contains("repair"), "says how to repair: {err}");
+
+    let server = ServerProcess::start(Spawn {
+        args: &["--data-dir", dir_arg.as_str(), "--repair-history"],
+        ..Spawn::default()
+    });
+    let mut c = Conn::join(server.tcp, "afterRepair");
+    c.send(&json!({"type":"room_join","room":"#d"}));
+    let joined = c.until(|v| v["type"] == "room_joined");
+    let history = c.until(|v| v["type"] == "history");
+    let kept: Vec<(u64, String)> = history["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(line_of)
+        .collect();
+    assert_eq!(joined["seq"], 10, "cut before the damaged record");
+    check_prefix(&kept);
+    assert_eq!(kept.len(), 10);
+}
+
+#[test]
+fn a_torn_last_record_is_cut_and_everything_before_it_kept() {
+    let dir = TempDir::new("torn");
+    let dir_arg = dir.0.to_string_lossy().into_owned();
+    fill(&dir_arg, 5);
+    let seg = segments(&dir.0).pop().expect("a segment");
+    let bytes = std::fs::read(&seg).expect("read");
+    // Cut the last record in half, as a crash in the middle of a write would.
+    let cut = bytes.len() - 10;
+    std::fs::write(&seg, &bytes[..cut]).expect("write");
+    let server = ServerProcess::start(Spawn {
+        args: &["--data-dir", dir_arg.as_str()],
+        ..Spawn::default()
+    });
+    let mut c = Conn::join(server.tcp, "afterTear");
+    c.send(&json!({"type":"room_join","room":"#d"}));
+    let joined = c.until(|v| v["type"] == "room_joined");
+    assert_eq!(joined["seq"], 4);
+    // The numbering goes on from the last whole record.
+    c.send(&json!({"type":"message","room":"#d","message":"next"}));
+    let m = c.until(|v| v["message"] == "next");
+    assert_eq!(m["seq"], 5);
+}
