@@ -20,11 +20,14 @@
 //!   mappings, WebSocket, HTTP.
 //! - [`hub`]: the chat domain: directory, rooms, requests in, effects out;
 //!   no wire vocabulary, no I/O, time passed in.
+//! - [`store`]: the durable room history: a segmented, checksummed log in the
+//!   data directory (group commit per turn, recovery, retention, paging).
 //! - [`web`]: the static files (embedded or from a directory) behind the HTTP port.
 //! - [`config`]: every flag, port, limit and timeout in one struct.
 //!
 //! Imports point down this list's flow: `server` → `conn`, `session` →
-//! `proto` → `hub`; the hub imports none of them.
+//! `proto` → `hub`; the hub imports none of them, and reaches the `store`
+//! only through its `Archive` port, which the server fills.
 
 pub mod config;
 pub mod conn;
