@@ -253,7 +253,7 @@ impl Config {
                 "--room" => {
                     let v = value()?;
                     for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                        let Some(folded) = crate::hub::rooms::fold_room(name) else {
+                        let Some(folded) = crate::hub::room_names::fold_room(name) else {
                             return Err(ConfigError::BadValue {
                                 flag: flag.clone(),
                                 value: name.to_owned(),
