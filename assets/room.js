@@ -256,6 +256,14 @@
       return li;
     }
 
+    function moveToEnd(r, li) {
+      const i = r.items.indexOf(li);
+      if (i < 0) return;
+      r.items.splice(i, 1);
+      li.remove();
+      appendTo(r, li);
+    }
+
     /** The line between a room's replayed history and what arrives live. */
     function placeMarker(r) {
       if (r.marker) {
@@ -710,6 +718,8 @@
         for (const m of messages) if (m && typeof m === 'object') chatLine(r, m, true);
         r.lastSeq = Math.max(r.lastSeq, r.top);
         if (r.items.length > before) placeMarker(r);
+        // What is still waiting to be sent goes out after the replay: show it there.
+        for (const item of outbox) if (item.room === r.name) moveToEnd(r, item.li);
         if (r.name === current) log.scrollTop = log.scrollHeight;
       };
       if (r.name === current) quietly(apply);
