@@ -488,6 +488,7 @@
       r.unread = 0;
       quietly(() => {
         list.replaceChildren(...r.items);
+        I18N.apply(list); // entries of a room not shown missed any language change
         emptyLog.hidden = r.items.length > 0;
         log.scrollTop = log.scrollHeight;
       });

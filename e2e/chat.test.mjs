@@ -1069,8 +1069,11 @@ e2e('rooms: a late joiner gets the history with a new-messages marker; a reload 
   await send(b, after);
   await waitForMessage(a, after, 'other');
 
-  // Vietnamese: the marker and the sidebar speak it too.
+  // Vietnamese: the marker and the sidebar speak it too, also in a room
+  // that was not shown when the language changed.
+  await showRoom(b, '#lobby');
   await b.page.locator(tid('langSwitch')).selectOption('vi');
+  await showRoom(b, room);
   assert.equal((await b.page.locator(tid('newMessagesMarker')).innerText()).trim(), 'Tin nhắn mới');
   assert.equal((await b.page.locator('label[for="room-input"]').innerText()).trim(), 'Vào hoặc tạo phòng');
   assert.equal((await b.page.locator(tid('topicLabel')).innerText()).trim(), `Chủ đề của ${room}`);
@@ -1169,7 +1172,7 @@ e2e('rooms: after a dropped connection each room resumes with since: missed line
 
 e2e('accessibility: the rooms sidebar (unread count, join error, topic, room list, marker) passes axe and works by keyboard', async (t) => {
   const [a, b] = await users(t, 'ann', 'bob');
-  const room = uniqueRoom('axe');
+  const room = uniqueRoom('axe-long-room-name-ok'); // near the 32 characters allowed
   await joinRoom(b, room);
   await send(b, `history for the marker ${Date.now()}`);
   await b.page.locator(`${tid('message')}[data-state="sent"]`).first().waitFor({ timeout: STEP });
@@ -1206,6 +1209,11 @@ e2e('accessibility: the rooms sidebar (unread count, join error, topic, room lis
   await page.locator(tid('roomInput')).press('Enter');
   await page.locator(tid('roomError')).waitFor({ state: 'visible', timeout: STEP });
 
+  const sidebarFits = () => page.evaluate((sel) => {
+    const side = document.querySelector(sel);
+    return side.scrollWidth <= side.clientWidth + 1;
+  }, tid('userPanel'));
+  assert.ok(await sidebarFits(), 'the sidebar does not scroll sideways');
   await checkAccessibility(a, 'rooms light');
   await page.emulateMedia({ colorScheme: 'dark' });
   await checkAccessibility(a, 'rooms dark');
@@ -1219,6 +1227,7 @@ e2e('accessibility: the rooms sidebar (unread count, join error, topic, room lis
   await page.locator(tid('userList')).waitFor({ state: 'hidden', timeout: STEP });
   await page.locator(tid('userListToggle')).click();
   await page.locator(tid('myRooms')).waitFor({ timeout: STEP });
+  assert.ok(await sidebarFits(), 'the phone sidebar does not scroll sideways');
   await checkAccessibility(a, 'rooms phone with the sidebar open');
   // Choosing a room there shows it and closes the sidebar.
   await page.locator(`${tid('myRooms')} button[data-room="#lobby"]`).click();
