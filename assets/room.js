@@ -858,7 +858,7 @@
           }
           if (msg.code === 'bad_format' && pendingTopic && inflight.length === 0) {
             pendingTopic = false;
-            showError(topicError, topicInput, 'errOther', undefined, text);
+            showError(topicError, topicInput, 'errTopicRefused', undefined, text);
             return;
           }
           const item = inflight.shift();
