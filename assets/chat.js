@@ -141,7 +141,9 @@
     sendJoin() {
       clearTimeout(this.rejoinTimer);
       this.setState('joining');
-      this.sendRaw({ type: 'join', sender: this.wanted, features: ['presence'] });
+      // `rooms`: messages name their room and carry seq/ts; the room page asks
+      // for each room's history itself (room_join, with `since` after a drop).
+      this.sendRaw({ type: 'join', sender: this.wanted, features: ['presence', 'rooms'] });
     }
 
     handleFrame(data) {
@@ -190,10 +192,18 @@
       return true;
     }
 
-    /** Sends a chat line; false when not joined (the caller keeps it in its outbox). */
-    sendChat(text) {
+    /** Sends a chat line to `room`; false when not joined (the caller keeps it in its outbox). */
+    sendChat(text, room) {
       if (this.state !== 'online') return false;
-      return this.sendRaw({ type: 'message', sender: this.accepted, message: text });
+      const obj = { type: 'message', sender: this.accepted, message: text };
+      if (room) obj.room = room;
+      return this.sendRaw(obj);
+    }
+
+    /** Sends a request object (room_join, rooms, topic, ...) when joined; false otherwise. */
+    request(obj) {
+      if (this.state !== 'online') return false;
+      return this.sendRaw(obj);
     }
 
     /** Sends `exit` and closes without reconnecting; resolves once closed (or after a short wait). */
@@ -220,6 +230,19 @@
   window.MUC = window.MUC || {};
   window.MUC.ChatConnection = ChatConnection;
   window.MUC.NAME_KEY = 'muc.name';
+
+  /**
+   * A room name as the server will hold it (`#` added when missing, ASCII
+   * letters lower-cased), or null when it breaks the rule: `#` and 1 to 32 of
+   * a-z 0-9 _ - (the server's rule; no other scripts).
+   */
+  window.MUC.normalizeRoom = function normalizeRoom(raw) {
+    let name = String(raw || '').trim();
+    if (!name.startsWith('#')) name = `#${name}`;
+    name = name.replace(/[A-Z]/g, (c) => c.toLowerCase());
+    return /^#[a-z0-9_-]{1,32}$/.test(name) ? name : null;
+  };
+  window.MUC.LOBBY = '#lobby';
 
   /**
    * Client-side check of the documented name rules, so obvious mistakes are

@@ -383,6 +383,116 @@ function e2e(name, body) {
   });
 }
 
+
+// ---------------------------------------------------------------------------
+// Rooms
+
+/** A room name no other test uses: # and at most 32 of a-z 0-9 _ -. */
+function uniqueRoom(base) {
+  return `#${base}-${Date.now().toString(36).slice(-5)}${Math.floor(Math.random() * 1000)}`;
+}
+
+/** The room shown now. */
+async function currentRoom(s) {
+  return (await s.page.locator(tid('currentRoom')).textContent()).trim();
+}
+
+async function waitForRoom(s, room) {
+  await s.page.waitForFunction(
+    ([sel, r]) => document.querySelector(sel)?.textContent.trim() === r,
+    [tid('currentRoom'), room],
+    { timeout: STEP },
+  );
+}
+
+/** Joins (or creates) `room` with the sidebar's form; done when it is shown and the server lists us in it. */
+async function joinRoom(s, room) {
+  await s.page.locator(tid('roomInput')).fill(room);
+  await s.page.locator(tid('roomInput')).press('Enter');
+  await waitForRoom(s, room);
+  await waitForUser(s, s.name);
+}
+
+/** Shows a room the page is already in, with its button in "Your rooms". */
+async function showRoom(s, room) {
+  await s.page.locator(`${tid('myRooms')} button[data-room="${room}"]`).click();
+  await waitForRoom(s, room);
+}
+
+/** The texts of the current room's log, in order; the new-messages marker as "--marker--". */
+function logTexts(s) {
+  return s.page.evaluate((sel) => [...document.querySelectorAll(`${sel} > li`)].map((li) => (
+    li.dataset.testid === 'newMessagesMarker' ? '--marker--' : (li.querySelector('.text')?.textContent ?? '')
+  )), tid('messageList'));
+}
+
+/** A text-mode (nc-style) TCP user: the first line is the name, then readable lines. */
+class TextClient {
+  constructor(name) {
+    this.name = name;
+    this.lines = [];
+    this.waiters = [];
+    this.buffer = '';
+  }
+
+  static async connect(name) {
+    const c = new TextClient(name);
+    await new Promise((ok, fail) => {
+      c.sock = net.connect({ host: '127.0.0.1', port: TCP_PORT }, ok);
+      c.sock.once('error', fail);
+    });
+    c.sock.on('error', () => {});
+    c.sock.setEncoding('utf8');
+    c.sock.on('data', (chunk) => {
+      c.buffer += chunk;
+      let i;
+      while ((i = c.buffer.indexOf('\n')) >= 0) {
+        c.lines.push(c.buffer.slice(0, i).replace(/\r$/, ''));
+        c.buffer = c.buffer.slice(i + 1);
+      }
+      c.waiters = c.waiters.filter((w) => !w());
+    });
+    c.sock.write(`${name}\n`);
+    await c.waitFor('the welcome', (l) => l.includes(`Welcome ${name}`));
+    return c;
+  }
+
+  say(line) {
+    this.sock.write(`${line}\n`);
+  }
+
+  waitFor(what, pred, timeoutMs = STEP) {
+    return new Promise((ok, fail) => {
+      const check = () => {
+        const l = this.lines.find(pred);
+        if (l !== undefined) { clearTimeout(timer); ok(l); return true; }
+        return false;
+      };
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== check);
+        fail(new Error(`text ${this.name}: no ${what} within ${timeoutMs} ms; got ${JSON.stringify(this.lines.slice(-30))}`));
+      }, timeoutMs);
+      if (!check()) this.waiters.push(check);
+    });
+  }
+
+  close() {
+    this.sock.destroy();
+  }
+}
+
+/** A JSON-lines TCP user with the rooms feature, in `room`. */
+async function tcpInRoom(t, base, room) {
+  const c = await TcpClient.connect(uniqueName(base));
+  t.tcp.push(c);
+  c.send({ type: 'join', sender: c.name, features: ['rooms', 'presence'] });
+  await c.waitFor('welcome', (m) => m.type === 'info' && m.user === c.name);
+  c.send({ type: 'room_join', room });
+  await c.waitFor(`room_joined ${room}`, (m) => m.type === 'room_joined' && m.room === room);
+  await c.waitFor(`history of ${room}`, (m) => m.type === 'history' && m.room === room);
+  return c;
+}
+
 before(async () => {
   assert.ok(BASE_URL, 'E2E_BASE_URL is not set (run e2e/run.sh)');
   mkdirSync(ARTIFACTS, { recursive: true });
@@ -832,6 +942,300 @@ e2e('keyboard only: Enter joins, sends and starts a private message; focus order
   await waitForUserGone(b, s.name);
 });
 
+
+e2e('rooms: two users in two rooms are isolated; unread counts, topics, the room list and leaving', async (t) => {
+  const [a, b] = await users(t, 'ann', 'bob');
+  const r1 = uniqueRoom('iso-a');
+  const r2 = uniqueRoom('iso-b');
+  assert.equal(await currentRoom(a), '#lobby', 'everyone starts in the lobby');
+  await joinRoom(a, r1);
+  await joinRoom(b, r2);
+  assert.match(a.page.url(), new RegExp(`[?&]room=${encodeURIComponent(r1)}(&|$)`), 'the current room is in the address');
+
+  // Each room's online list holds only its members.
+  await waitForUser(a, a.name);
+  assert.equal(await userEntry(a, b.name).count(), 0, `${b.name} is not in ${r1}`);
+  assert.equal((await a.page.locator(tid('usersRoom')).textContent()).trim(), r1);
+
+  const inR1 = `only in ${r1} ${Date.now()}`;
+  const inR2 = `only in ${r2} ${Date.now()}`;
+  await send(a, inR1);
+  await send(b, inR2);
+  await a.page.locator(`${tid('message')}[data-kind="own"][data-state="sent"]`).filter({ hasText: inR1 }).waitFor({ timeout: STEP });
+  await b.page.locator(`${tid('message')}[data-kind="own"][data-state="sent"]`).filter({ hasText: inR2 }).waitFor({ timeout: STEP });
+
+  // A lobby line while ann looks at her room: an unread count on the lobby.
+  const lobbyLine = `lobby while away ${Date.now()}`;
+  await showRoom(b, '#lobby');
+  await send(b, lobbyLine);
+  const lobbyButton = a.page.locator(`${tid('myRooms')} button[data-room="#lobby"]`);
+  await lobbyButton.locator(tid('unreadCount')).filter({ hasText: '1' }).waitFor({ timeout: STEP });
+  assert.match(await lobbyButton.innerText(), /1/);
+  assert.match(await lobbyButton.textContent(), /1 unread/, 'the count is spoken as unread');
+  assert.match(await a.page.locator(tid('otherUnread')).innerText(), /1 unread in other rooms/);
+  assert.equal(await entries(a, lobbyLine).count(), 0, 'another room\'s line is not in the shown log');
+  await lobbyButton.click();
+  await waitForRoom(a, '#lobby');
+  await waitForMessage(a, lobbyLine, 'other');
+  assert.equal(await lobbyButton.locator(tid('unreadCount')).count(), 0, 'shown: no longer unread');
+  assert.ok(await a.page.locator(tid('otherUnread')).isHidden());
+  // The lobby line was the proof of order: had either room line leaked, it would be here by now.
+  assert.equal(await entries(a, inR2).count(), 0, `${r2}'s line is not in ann's lobby`);
+  await showRoom(a, r1);
+  assert.equal(await entries(a, inR2).count(), 0, `${r2}'s line is not in ${r1}`);
+  assert.equal(await entries(a, lobbyLine).count(), 0, `the lobby line is not in ${r1}`);
+  await showRoom(b, r2);
+  assert.equal(await entries(b, inR1).count(), 0, `${r1}'s line is not in ${r2}`);
+
+  // The topic: set in the sidebar, shown in the header and to the room, listed.
+  assert.match(await a.page.locator(tid('roomTopic')).innerText(), /no topic/i);
+  const topic = `fractions <b>today</b> ${Date.now()}`;
+  await a.page.locator(tid('topicInput')).fill(topic);
+  await a.page.locator(tid('topicInput')).press('Enter');
+  await a.page.locator(tid('roomTopic')).filter({ hasText: topic }).waitFor({ timeout: STEP });
+  await waitForMessage(a, `${a.name} set the topic: ${topic}`, 'system');
+  assert.equal(await a.page.locator(`${tid('messageLog')} b`).count(), 0, 'a topic is text, never markup');
+  // Too long for the server's 390 bytes: refused before sending.
+  await a.page.locator(tid('topicInput')).fill('ẞ'.repeat(140));
+  await a.page.locator(tid('topicButton')).click();
+  await a.page.locator(tid('topicError')).filter({ hasText: /390 bytes/ }).waitFor({ timeout: STEP });
+  assert.equal(await a.page.locator(tid('topicInput')).getAttribute('aria-invalid'), 'true');
+
+  await a.page.locator(tid('roomListRefresh')).click();
+  const listed = a.page.locator(`${tid('roomList')} button[data-room="${r1}"]`);
+  await listed.filter({ hasText: topic }).waitFor({ timeout: STEP });
+  assert.match(await listed.innerText(), /1 online/);
+  assert.match(await listed.innerText(), /joined/);
+  // bob joins ann's room from the list.
+  await b.page.locator(tid('roomListRefresh')).click();
+  await b.page.locator(`${tid('roomList')} button[data-room="${r1}"]`).filter({ hasText: topic }).click();
+  await waitForRoom(b, r1);
+  assert.equal((await b.page.locator(tid('roomTopic')).textContent()).trim(), topic, 'a newcomer sees the topic');
+  await waitForUser(a, b.name);
+
+  // Names are checked before asking the server.
+  for (const bad of ['#two words', '#toán', `#${'x'.repeat(33)}`]) {
+    await a.page.locator(tid('roomInput')).fill(bad);
+    await a.page.locator(tid('roomJoinButton')).click();
+    await a.page.locator(tid('roomError')).filter({ hasText: /a–z, 0–9/ }).waitFor({ timeout: STEP });
+    assert.equal(await a.page.locator(tid('roomInput')).getAttribute('aria-invalid'), 'true', bad);
+    assert.equal(await currentRoom(a), r1, `${bad} was not joined`);
+  }
+  await a.page.locator(tid('roomInput')).fill('');
+  await a.page.locator(tid('roomError')).waitFor({ state: 'hidden', timeout: STEP });
+
+  // Leaving: the room goes from the list, the lobby is shown, the others see it.
+  await a.page.locator(`${tid('myRooms')} button[data-leave="${r1}"]`).click();
+  await waitForRoom(a, '#lobby');
+  await waitForMessage(a, `You left ${r1}.`, 'system');
+  assert.equal(await a.page.locator(`${tid('myRooms')} button[data-room="${r1}"]`).count(), 0);
+  assert.doesNotMatch(a.page.url(), /room=/, 'the lobby needs no room in the address');
+  await waitForUserGone(b, a.name);
+});
+
+e2e('rooms: a late joiner gets the history with a new-messages marker; a reload returns to the room', async (t) => {
+  const [a, b] = await users(t, 'ann', 'bob');
+  const room = uniqueRoom('hist');
+  await joinRoom(a, room);
+  const stamp = Date.now();
+  const early = [1, 2, 3].map((i) => `early ${i} ${stamp}`);
+  for (const line of early) await send(a, line);
+  await a.page.locator(`${tid('message')}[data-kind="own"][data-state="sent"]`).filter({ hasText: early[2] }).waitFor({ timeout: STEP });
+
+  await joinRoom(b, room);
+  await waitForMessage(b, early[2], 'other');
+  const marker = b.page.locator(tid('newMessagesMarker'));
+  await marker.waitFor({ timeout: STEP });
+  assert.equal((await marker.innerText()).trim(), 'New messages');
+  const live = `live ${stamp}`;
+  await send(a, live);
+  await waitForMessage(b, live, 'other');
+  const seen = (await logTexts(b)).filter((x) => x.endsWith(String(stamp)) || x === '--marker--');
+  assert.deepEqual(seen, [...early, '--marker--', live], 'history, then the marker, then live lines');
+  // History entries show when they were sent, like live ones.
+  assert.match((await entries(b, early[0], 'other').locator('time').textContent()).trim(), /^\d{2}:\d{2}:\d{2}$/);
+
+  // Reload: back in the same room, with its history once.
+  assert.match(b.page.url(), new RegExp(`room=${encodeURIComponent(room)}`));
+  await b.page.reload();
+  await waitForPage(b, 'room');
+  await waitForStatus(b, 'online');
+  await waitForRoom(b, room);
+  await waitForMessage(b, live, 'other');
+  const again = (await logTexts(b)).filter((x) => x.endsWith(String(stamp)));
+  assert.deepEqual(again, [...early, live], 'each line once after the reload');
+  assert.ok(await b.page.locator(`${tid('myRooms')} button[data-room="#lobby"]`).isVisible(), 'the lobby is still joined');
+  const after = `after reload ${stamp}`;
+  await send(b, after);
+  await waitForMessage(a, after, 'other');
+
+  // Vietnamese: the marker and the sidebar speak it too, also in a room
+  // that was not shown when the language changed.
+  await showRoom(b, '#lobby');
+  await b.page.locator(tid('langSwitch')).selectOption('vi');
+  await showRoom(b, room);
+  assert.equal((await b.page.locator(tid('newMessagesMarker')).innerText()).trim(), 'Tin nhắn mới');
+  assert.equal((await b.page.locator('label[for="room-input"]').innerText()).trim(), 'Vào hoặc tạo phòng');
+  assert.equal((await b.page.locator(tid('topicLabel')).innerText()).trim(), `Chủ đề của ${room}`);
+});
+
+e2e('rooms: a TCP JSON user, a text-mode user and a browser in one room see each other', async (t) => {
+  const [a] = await users(t, 'ann');
+  const room = uniqueRoom('mix');
+  await joinRoom(a, room);
+  const json = await tcpInRoom(t, 'json', room);
+  const text = await TextClient.connect(uniqueName('nc'));
+  t.tcp.push(text);
+  text.say(`/join ${room}`);
+  await text.waitFor(`being in ${room}`, (l) => l.includes(`You are in ${room}`));
+
+  await waitForUser(a, json.name);
+  await waitForUser(a, text.name);
+
+  const fromJson = `from json ${Date.now()}`;
+  json.send({ type: 'message', room, message: fromJson });
+  await waitForMessage(a, fromJson, 'other');
+  await text.waitFor('the JSON line', (l) => l.endsWith(`${json.name}: ${fromJson}`) && l.startsWith(`[${room} `));
+
+  const fromText = `from nc ${Date.now()}`;
+  text.say(fromText);
+  await waitForMessage(a, fromText, 'other');
+  const got = await json.waitFor('the text line', (m) => m.type === 'message' && m.message === fromText);
+  assert.equal(got.room, room);
+  assert.equal(got.sender, text.name);
+
+  const fromBrowser = `from the browser ${Date.now()}`;
+  await send(a, fromBrowser);
+  const m = await json.waitFor('the browser line', (x) => x.type === 'message' && x.message === fromBrowser);
+  assert.equal(m.room, room);
+  assert.equal(m.sender, a.name);
+  assert.ok(Number.isInteger(m.seq) && m.seq >= 3, `a room line carries its seq: ${JSON.stringify(m)}`);
+  const line = await text.waitFor('the browser line', (l) => l.endsWith(`${a.name}: ${fromBrowser}`));
+  assert.match(line, new RegExp(`^\\[${room} \\d{2}:\\d{2}:\\d{2}\\] `));
+  // The lobby did not get the room's lines.
+  await showRoom(a, '#lobby');
+  assert.equal(await entries(a, fromJson).count(), 0);
+  assert.equal(await entries(a, fromText).count(), 0);
+});
+
+e2e('rooms: after a dropped connection each room resumes with since: missed lines once, nothing twice', async (t) => {
+  const s = await openUser('ann', t);
+  // Every WebSocket of this page goes through a route the test can cut.
+  let blocked = false;
+  const links = [];
+  await s.context.routeWebSocket(/\/ws$/, (ws) => {
+    if (blocked) {
+      ws.close({ code: 4000, reason: 'network down' });
+      return;
+    }
+    links.push({ ws, server: ws.connectToServer() });
+  });
+  await login(s, uniqueName('ann'));
+  const room = uniqueRoom('resume');
+  await joinRoom(s, room);
+  const bob = await tcpInRoom(t, 'bob', room);
+  const stamp = Date.now();
+  bob.send({ type: 'message', room, message: `before ${stamp}` });
+  await waitForMessage(s, `before ${stamp}`, 'other');
+  await send(s, `mine before ${stamp}`);
+  await bob.waitFor('ann\'s line', (m) => m.message === `mine before ${stamp}`);
+
+  blocked = true;
+  for (const { ws, server } of links.splice(0)) {
+    server.close();
+    ws.close({ code: 4000, reason: 'network down' });
+  }
+  await waitForStatus(s, 'offline');
+  await bob.waitFor('ann leaving the room', (m) => m.type === 'presence' && m.room === room && (m.left || []).includes(s.name));
+  const missed = [1, 2, 3].map((i) => `missed ${i} ${stamp}`);
+  for (const line of missed) bob.send({ type: 'message', room, message: line });
+  await bob.waitFor('the last missed line', (m) => m.message === missed[2]);
+  await send(s, `typed offline ${stamp}`);
+
+  blocked = false;
+  await s.page.evaluate(() => window.dispatchEvent(new Event('online')));
+  await waitForStatus(s, 'online');
+  await waitForMessage(s, missed[2], 'other');
+  await bob.waitFor('the line typed offline', (m) => m.message === `typed offline ${stamp}`);
+  await s.page.locator(`${tid('message')}[data-kind="own"][data-state="sent"]`).filter({ hasText: `typed offline ${stamp}` }).waitFor({ timeout: STEP });
+  const after = `after ${stamp}`;
+  bob.send({ type: 'message', room, message: after });
+  await waitForMessage(s, after, 'other');
+
+  const texts = (await logTexts(s)).filter((x) => x.endsWith(String(stamp)));
+  assert.deepEqual(texts, [`before ${stamp}`, `mine before ${stamp}`, ...missed, `typed offline ${stamp}`, after],
+    'every line once, in order');
+  assert.equal(await s.page.locator(tid('gapNotice')).count(), 0, 'nothing was missed for good');
+  assert.equal(await currentRoom(s), room, 'still in the room');
+  assert.equal((await bob.messages.filter((m) => m.message === `typed offline ${stamp}`)).length, 1, 'sent once');
+});
+
+e2e('accessibility: the rooms sidebar (unread count, join error, topic, room list, marker) passes axe and works by keyboard', async (t) => {
+  const [a, b] = await users(t, 'ann', 'bob');
+  const room = uniqueRoom('axe-long-room-name-ok'); // near the 32 characters allowed
+  await joinRoom(b, room);
+  await send(b, `history for the marker ${Date.now()}`);
+  await b.page.locator(`${tid('message')}[data-state="sent"]`).first().waitFor({ timeout: STEP });
+
+  // By keyboard: from the message field into the sidebar, type a room, Enter.
+  const { page } = a;
+  await assertFocus(a, 'the message field', tid('messageInput'));
+  await page.locator(tid('roomInput')).focus();
+  await assertFocus(a, 'the room field', tid('roomInput'));
+  await page.keyboard.type(room.slice(1).toUpperCase()); // without # and in capitals: still the same room
+  await page.keyboard.press('Enter');
+  await waitForRoom(a, room);
+  await assertFocus(a, 'the message field after joining', tid('messageInput'));
+  assert.equal((await page.locator(tid('messageLabel')).textContent()).trim(), `Message to ${room}`, 'the field names the room');
+  await page.locator(tid('newMessagesMarker')).waitFor({ timeout: STEP });
+  // Tab from the room's button reaches its Leave button.
+  await page.locator(`${tid('myRooms')} button[data-room="${room}"]`).focus();
+  await page.keyboard.press('Tab');
+  await assertFocus(a, 'the leave button of the room', `${tid('myRooms')} button[data-leave="${room}"]`);
+  assert.equal(await page.locator(`${tid('myRooms')} button[data-leave="${room}"]`).getAttribute('aria-label'), `Leave ${room}`);
+
+  // Unread in the lobby, a join error, a topic, the room list.
+  await send(b, `@${a.name} hello`); // a private line lands in the shown room
+  const lobbyLine = `for the lobby ${Date.now()}`;
+  await showRoom(b, '#lobby');
+  await send(b, lobbyLine);
+  await page.locator(`${tid('myRooms')} ${tid('unreadCount')}`).waitFor({ timeout: STEP });
+  await page.locator(tid('topicInput')).fill('a topic for axe');
+  await page.locator(tid('topicInput')).press('Enter');
+  await page.locator(tid('roomTopic')).filter({ hasText: 'a topic for axe' }).waitFor({ timeout: STEP });
+  await page.locator(tid('roomListRefresh')).click();
+  await page.locator(`${tid('roomList')} button[data-room="${room}"]`).filter({ hasText: 'a topic for axe' }).waitFor({ timeout: STEP });
+  await page.locator(tid('roomInput')).fill('#not valid');
+  await page.locator(tid('roomInput')).press('Enter');
+  await page.locator(tid('roomError')).waitFor({ state: 'visible', timeout: STEP });
+
+  const sidebarFits = () => page.evaluate((sel) => {
+    const side = document.querySelector(sel);
+    return side.scrollWidth <= side.clientWidth + 1;
+  }, tid('userPanel'));
+  assert.ok(await sidebarFits(), 'the sidebar does not scroll sideways');
+  await checkAccessibility(a, 'rooms light');
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await checkAccessibility(a, 'rooms dark');
+  await page.locator(tid('langSwitch')).selectOption('vi');
+  await checkAccessibility(a, 'rooms dark vi');
+  await page.emulateMedia({ colorScheme: 'light' });
+  await checkAccessibility(a, 'rooms light vi');
+
+  // Phone: the sidebar with the rooms opens over the chat and passes too.
+  await page.setViewportSize({ width: 390, height: 780 });
+  await page.locator(tid('userList')).waitFor({ state: 'hidden', timeout: STEP });
+  await page.locator(tid('userListToggle')).click();
+  await page.locator(tid('myRooms')).waitFor({ timeout: STEP });
+  assert.ok(await sidebarFits(), 'the phone sidebar does not scroll sideways');
+  await checkAccessibility(a, 'rooms phone with the sidebar open');
+  // Choosing a room there shows it and closes the sidebar.
+  await page.locator(`${tid('myRooms')} button[data-room="#lobby"]`).click();
+  await waitForRoom(a, '#lobby');
+  await page.locator(tid('myRooms')).waitFor({ state: 'hidden', timeout: STEP });
+  await waitForMessage(a, lobbyLine, 'other');
+});
+
 e2e('after a server restart the page reconnects, re-joins and sends what was typed offline', async (t) => {
   assert.ok(env.E2E_SERVER_CMD && env.E2E_SERVER_PIDFILE && env.E2E_SERVER_LOG, 'run.sh must pass the server command, pidfile and log');
   const [a] = await users(t, 'ann');
@@ -880,4 +1284,34 @@ e2e('after a server restart the page reconnects, re-joins and sends what was typ
   await send(a, after);
   await observer.waitFor('a message after the restart', (m) => m.type === 'message' && m.message === after);
   assert.equal(await entries(a, offline, 'own').count(), 1, 'the offline message is shown once');
+});
+
+
+e2e('rooms: after a server restart the page re-joins its room and says some messages were missed', async (t) => {
+  const [a] = await users(t, 'ann');
+  const room = uniqueRoom('restart');
+  await joinRoom(a, room);
+  await send(a, `before the restart ${Date.now()}`);
+  await a.page.locator(`${tid('message')}[data-state="sent"]`).first().waitFor({ timeout: STEP });
+
+  await stopServer();
+  await waitForStatus(a, 'offline');
+  await startServer();
+  await a.page.evaluate(() => window.dispatchEvent(new Event('online')));
+  await waitForStatus(a, 'online');
+  // A new history (the server keeps none across restarts): the resume says gap.
+  const gap = a.page.locator(tid('gapNotice'));
+  await gap.waitFor({ timeout: STEP });
+  assert.match(await gap.locator(tid('messageText')).innerText(), /some messages were missed/i);
+  assert.equal(await currentRoom(a), room, 'still in the room');
+  assert.match(a.page.url(), new RegExp(`room=${encodeURIComponent(room)}`));
+
+  // The room works again: a newcomer and the page talk in it.
+  const bob = await tcpInRoom(t, 'bob', room);
+  await waitForUser(a, bob.name);
+  const hello = `after the restart ${Date.now()}`;
+  await send(a, hello);
+  await bob.waitFor('the line after the restart', (m) => m.message === hello && m.room === room);
+  await a.page.locator(tid('langSwitch')).selectOption('vi');
+  assert.equal((await gap.locator(tid('messageText')).innerText()).trim(), 'Một số tin nhắn đã bị lỡ khi bạn vắng mặt.');
 });
