@@ -99,6 +99,7 @@ fn refresh_stats(core: &mut Core, hub: &Hub) {
     let s = &core.stats;
     let v = &mut core.stats_view;
     v.users = hub.user_count();
+    v.rooms = hub.room_count();
     v.messages_relayed = hub.relayed();
     v.bytes_in = s.bytes_in;
     v.bytes_out = s.bytes_out + core.books.bytes_out;

@@ -177,9 +177,10 @@ fn stats_json(s: &StatsView) -> Vec<u8> {
         total += n;
     }
     out.push(b'}');
-    let fields: [(&str, u64); 8] = [
+    let fields: [(&str, u64); 9] = [
         ("connections_total", total as u64),
         ("users", s.users as u64),
+        ("rooms", s.rooms as u64),
         ("messages_relayed", s.messages_relayed),
         ("bytes_in", s.bytes_in),
         ("bytes_out", s.bytes_out),
@@ -259,6 +260,7 @@ mod tests {
         f.stats = StatsView {
             connections: vec![("tcp_json", 2), ("http", 1)],
             users: 2,
+            rooms: 1,
             messages_relayed: 7,
             bytes_in: 10,
             bytes_out: 20,

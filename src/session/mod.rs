@@ -48,6 +48,7 @@ pub enum Out {
 pub struct StatsView {
     pub connections: Vec<(&'static str, usize)>,
     pub users: usize,
+    pub rooms: usize,
     pub messages_relayed: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
