@@ -800,7 +800,8 @@ def write_results(mach, results, total_secs, only=None):
     md = ["# Benchmark results", "",
           "Written by `make bench` (bench/run.sh). Every scenario ran against a fresh "
           "server on loopback ports (`--log-level warn`, other flags at their defaults, "
-          "`--summary-above` 1000). The load generator shares the machine with the server.",
+          "`--summary-above` 1000, history in memory; durability-1k adds `--data-dir` and "
+          "`--fsync`). The load generator shares the machine with the server.",
           "",
           "## Machine", "",
           f"- CPUs: {mach['nproc']} x {mach['cpu_model']}, memory {mach['memory_kib']} KiB",
