@@ -13,6 +13,14 @@ examples/floor_relay.rs (a minimal line relay with no protocol, driven by
 `chat-load --floor`) right after the server, and results.md reports the
 server's figures as a ratio to the floor's from the same run.
 
+Durability: durability-1k runs fanout-1k's load three ways, each against a
+fresh server: in memory (no --data-dir), `--data-dir TMP --fsync everysec` and
+`--data-dir TMP --fsync always` (lobby messages are room history, so every
+message goes through the store), in 3 rounds (BENCH_DURABILITY_ROUNDS) with
+the order rotated, and results.md gives each mode's medians, their ratio to
+the in-memory medians, and each round's p99 over the same round's in-memory
+p99. Every mode must lose nothing.
+
 `bench/run.py --only NAME[,NAME...]` runs just those scenarios (results.md
 then says so). bench/compare.py reuses the functions here.
 """
@@ -351,6 +359,143 @@ def rooms_1k():
     return {"figures": figures, "checks": checks, "raw": r}
 
 
+# fanout-1k's load against the server three ways: (mode, server flags). "memory"
+# keeps history in memory only (no --data-dir); the others get a fresh data
+# directory under the run's temporary directory, removed after the run.
+DURABILITY_MODES = [("memory", None), ("everysec", ["--fsync", "everysec"]),
+                    ("always", ["--fsync", "always"])]
+# Rounds of the three modes (order rotated each round); BENCH_DURABILITY_ROUNDS
+# overrides the default 3 (each round takes about 30 s).
+DURABILITY_ROUNDS = int(os.environ.get("BENCH_DURABILITY_ROUNDS", "3"))
+
+
+def durable_once(name, fsync_flags):
+    """One fanout-1k run against a fresh server; with `fsync_flags`, the server
+    keeps its history in a new data directory (removed afterwards). The
+    report gains the server's /stats `history` at the end of the run."""
+    data_dir = None
+    extra = []
+    if fsync_flags is not None:
+        data_dir = tempfile.mkdtemp(prefix=f"{name}-data-", dir=TMP)
+        extra = ["--data-dir", data_dir, *fsync_flags]
+    try:
+        srv = Server(name, extra)
+        try:
+            r = chat_load(srv, name, FANOUT_1K)
+            try:
+                r["history"] = srv.stats().get("history")
+            except (OSError, ValueError):
+                r["history"] = None
+        finally:
+            srv.stop()
+    finally:
+        if data_dir:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    r["server_flags"] = ("(none: in memory)" if fsync_flags is None
+                         else "--data-dir TMP " + " ".join(fsync_flags))
+    return r
+
+
+DURABILITY_FIGURES = [
+    # (key, label, value from a chat-load report)
+    ("p99_ms", "p99 ms", lambda d: d["latency_us"]["p99"] / 1000),
+    ("max_ms", "max ms", lambda d: d["latency_us"]["max"] / 1000),
+    ("dps", "deliveries/s", lambda d: d["deliveries_per_sec"]),
+    ("cpu_s", "server CPU s", lambda d: d.get("server_cpu_secs")),
+]
+
+
+def durability_1k():
+    runs = {mode: [] for mode, _ in DURABILITY_MODES}
+    order = []
+    for rnd in range(DURABILITY_ROUNDS):
+        k = rnd % len(DURABILITY_MODES)
+        for mode, flags in DURABILITY_MODES[k:] + DURABILITY_MODES[:k]:
+            name = f"durability-1k-{mode}-{rnd + 1}"
+            load = loadavg()
+            print(f"  round {rnd + 1}: {mode} (load average {load})", flush=True)
+            r = durable_once(name, flags)
+            r["loadavg_before"] = load
+            runs[mode].append(r)
+            order.append(f"{mode} ({load})")
+
+    def med(mode, get):
+        vals = [get(r["report"]) for r in runs[mode]]
+        vals = [v for v in vals if v is not None]
+        return statistics.median(vals) if vals else None
+
+    table = {}
+    for mode, _ in DURABILITY_MODES:
+        row = {"server_flags": runs[mode][0]["server_flags"], "runs": len(runs[mode]),
+               "lost": sum(r["report"]["lost"] for r in runs[mode])}
+        for key, _label, get in DURABILITY_FIGURES:
+            row[key] = med(mode, get)
+            row[key + "_runs"] = [get(r["report"]) for r in runs[mode]]
+        table[mode] = row
+    for mode in table:
+        for key, *_ in DURABILITY_FIGURES:
+            table[mode][key + "_ratio"] = ratio(table[mode][key], table["memory"][key])
+            # Paired: each round's figure over the same round's in-memory figure
+            # (runs minutes apart see different machine load; runs of one round
+            # are back to back).
+            per_round = [ratio(a, b) for a, b in zip(table[mode][key + "_runs"],
+                                                     table["memory"][key + "_runs"])]
+            table[mode][key + "_round_ratios"] = per_round
+            known = [q for q in per_round if q is not None]
+            table[mode][key + "_round_ratio_median"] = (statistics.median(known)
+                                                        if known else None)
+
+    figures, checks = {}, []
+    for mode, flags in DURABILITY_MODES:
+        row, rs = table[mode], runs[mode]
+        figures[f"{mode}: p99 ms, per round"] = " / ".join(
+            f"{v:.2f}" for v in row["p99_ms_runs"])
+        figures[f"{mode}: max ms, per round"] = " / ".join(
+            f"{v:.2f}" for v in row["max_ms_runs"])
+        figures[f"{mode}: deliveries/s, per round"] = " / ".join(
+            f"{v:,.0f}" for v in row["dps_runs"])
+        figures[f"{mode}: server CPU s, per round"] = " / ".join(
+            "n/a" if v is None else f"{v:.2f}" for v in row["cpu_s_runs"])
+        if flags is not None:
+            for key, label, _ in DURABILITY_FIGURES:
+                figures[f"{mode}: {label} / in memory, same round"] = " / ".join(
+                    "n/a" if q is None else f"{q:.2f}" for q in row[key + "_round_ratios"])
+        figures[f"{mode}: delivered (all runs)"] = (
+            f"{sum(r['report']['deliveries'] for r in rs):,} of "
+            f"{sum(r['report']['expected_deliveries'] for r in rs):,}")
+        hist = [r.get("history") or {} for r in rs]
+        if flags is not None:
+            figures[f"{mode}: history bytes at end per run"] = " / ".join(
+                f"{h.get('bytes', 0):,}" for h in hist)
+        errors = sum(r["report"].get(k, 0) for r in rs
+                     for k in ("duplicated", "reordered", "unexpected", "disconnected"))
+        checks += [
+            check(f"{mode}: lost (all {len(rs)} runs)", row["lost"], "==", 0),
+            check(f"{mode}: dup+reordered+unexpected+dropped", errors, "==", 0),
+            check(f"{mode}: runs completed", sum(r["report"]["result"] == "OK" for r in rs),
+                  "==", len(rs)),
+        ]
+        if flags is not None:
+            checks += [
+                check(f"{mode}: history stored (runs with bytes > 0)",
+                      sum(h.get("bytes", 0) > 0 for h in hist), "==", len(rs)),
+                check(f"{mode}: history degraded (runs)",
+                      sum(bool(h.get("degraded", True)) for h in hist), "==", 0),
+            ]
+        q = row["p99_ms_ratio"]
+        checks.append({"check": f"{mode}: p99 latency (ms), median of {len(rs)}",
+                       "value": row["p99_ms"],
+                       "shown": f"{row['p99_ms']:.2f}" + ("" if mode == "memory" or q is None
+                                                          else f" ({q:.2f}x in memory)"),
+                       "target": "(no target: reported)", "status": "INFO"})
+    figures["run order (load average before)"] = ", ".join(order)
+    return {
+        "figures": figures, "checks": checks, "durability": table,
+        "raw": {"chat_load": {"cmd": "chat-load " + " ".join(FANOUT_1K)},
+                "runs": runs},
+    }
+
+
 def idle_10k(run_no):
     name = f"idle-10k-{run_no}"
     r = idle_once(name)
@@ -536,6 +681,11 @@ SCENARIOS = [
     ("rooms-1k", "1,000 TCP clients in 100 rooms of 10 (rooms feature), one sender per room, "
                  "1,000 msg/s aggregate for 10 s; each message must reach exactly its room",
      rooms_1k, 1),
+    ("durability-1k", "fanout-1k's load (1,000 TCP clients in #lobby, 100 senders, 1,000 msg/s "
+                      "for 10 s) in memory, with --data-dir --fsync everysec and with "
+                      "--data-dir --fsync always; fresh server per run, "
+                      f"{DURABILITY_ROUNDS} rounds with the order rotated, medians",
+     durability_1k, 1),
     ("mixed", "500 TCP-JSON + 250 TCP-text + 250 WebSocket, 100 senders, 200 msg/s for 10 s",
      simple_load("mixed", ["--proto", "mix", "--clients", "1000", "--senders", "100",
                            "--messages", "100000", "--rate", "200", "--duration", "10"]), 1),
@@ -618,6 +768,30 @@ def floor_lines(results):
     return md
 
 
+def durability_lines(results):
+    """Markdown rows of the durability table: each mode's medians, with the
+    ratio to the in-memory run's median in brackets."""
+    md = []
+    for r in results:
+        table = r.get("durability")
+        if not table:
+            continue
+        for mode, row in table.items():
+            cells = []
+            for key, label, _ in DURABILITY_FIGURES:
+                v, q = row[key], row[key + "_ratio"]
+                shown = ("n/a" if v is None else f"{v:,.0f}" if key == "dps" else f"{v:.2f}")
+                cells.append(shown + ("" if q is None or mode == "memory" else f" ({q:.2f}x)"))
+            pr = row["p99_ms_round_ratios"]
+            paired = ("(reference)" if mode == "memory" else "n/a" if not pr else
+                      " / ".join("n/a" if q is None else f"{q:.2f}" for q in pr)
+                      + f" (median {row['p99_ms_round_ratio_median']:.2f})")
+            md.append(f"| {mode} | {row['server_flags']} | " + " | ".join(cells)
+                      + f" | {paired} | {row['lost']} | "
+                      + ("PASS" if row["lost"] == 0 else "MISS") + " |")
+    return md
+
+
 def write_results(mach, results, total_secs, only=None):
     with open(os.path.join(BENCH, "results.json"), "w") as f:
         json.dump({"machine": mach, "total_secs": round(total_secs, 1), "only": only,
@@ -626,7 +800,8 @@ def write_results(mach, results, total_secs, only=None):
     md = ["# Benchmark results", "",
           "Written by `make bench` (bench/run.sh). Every scenario ran against a fresh "
           "server on loopback ports (`--log-level warn`, other flags at their defaults, "
-          "`--summary-above` 1000). The load generator shares the machine with the server.",
+          "`--summary-above` 1000, history in memory; durability-1k adds `--data-dir` and "
+          "`--fsync`). The load generator shares the machine with the server.",
           "",
           "## Machine", "",
           f"- CPUs: {mach['nproc']} x {mach['cpu_model']}, memory {mach['memory_kib']} KiB",
@@ -665,6 +840,31 @@ def write_results(mach, results, total_secs, only=None):
                "and the ratio understates the gap.", "",
                "| Scenario | Figure | Server | Floor | Server / floor |",
                "|---|---|---|---|---|", *floor]
+    durable = durability_lines(results)
+    if durable:
+        rounds = next(r["durability"]["memory"]["runs"] for r in results if r.get("durability"))
+        md += ["", "## Durability (fanout-1k load)", "",
+               "The durability-1k scenario: fanout-1k's load (1,000 TCP clients in #lobby, "
+               "100 senders, 1,000 msg/s for 10 s, about 1M deliveries/s; lobby messages are "
+               "room history, so every message is stored) against a fresh server per run, "
+               "three ways: history in memory (no `--data-dir`), and in a fresh data "
+               "directory under a temporary directory with `--fsync everysec` (written every "
+               "loop turn, synced once a second) and `--fsync always` (group commit: one "
+               "write and one `fdatasync` per loop turn before that turn's output is "
+               f"flushed). {rounds} rounds, the three modes back to back in each, the order "
+               "rotated from round to round so that a change in machine load does not hit "
+               "one mode only. Each figure is the median over the rounds; in brackets its "
+               "ratio to the in-memory median (above 1: higher than in memory, i.e. worse "
+               "for latency and CPU, better for deliveries/s). Lost is the total over all "
+               "runs of that mode and must be 0. \"p99 / in memory, per round\" pairs "
+               "each run with the in-memory run of the same round (minutes apart the "
+               "machine's load differs more than between back-to-back runs); its median is "
+               "the steadier estimate of the cost when one round was disturbed. Per-run "
+               "figures, and the load average before each run, are in the scenario's "
+               "section below.", "",
+               "| Mode | Server flags | p99 ms | max ms | deliveries/s | server CPU s "
+               "| p99 / in memory, per round | lost | 0 lost |",
+               "|---|---|---|---|---|---|---|---|---|", *durable]
     md += ["", "## Scenarios", ""]
     for r in results:
         md += [f"### {r['name']}: {r['status']}", "", r["description"], "",
@@ -756,6 +956,8 @@ def main():
             for key, (a, b, q) in entry.get("floor", {}).get("rows", {}).items():
                 print(f"  floor {key}: server {fmt_figure(key, a)}, floor {fmt_figure(key, b)}"
                       + ("" if q is None else f", ratio {q:.2f}"), flush=True)
+            for line in durability_lines([entry]):
+                print("  " + line, flush=True)
             if entry.get("error"):
                 print(f"  ERROR {entry['error']}", flush=True)
     finally:
