@@ -62,6 +62,8 @@ pub struct Room {
     /// The most recent chat lines, oldest first, at most `ring_capacity`.
     ring: VecDeque<Rc<Message>>,
     ring_capacity: usize,
+    /// Text bytes held by `ring`, kept under [`RING_MAX_BYTES`].
+    ring_bytes: usize,
     members: Vec<Member>,
     /// Position of each member in `members`.
     pos: HashMap<UserId, u32>,
@@ -83,6 +85,7 @@ impl Room {
             seq: 0,
             ring: VecDeque::new(),
             ring_capacity,
+            ring_bytes: 0,
             members: Vec::new(),
             pos: HashMap::new(),
             touched: Vec::new(),
@@ -192,14 +195,21 @@ impl Room {
     }
 
     /// Records a chat line (its `seq` already taken with [`Room::next_seq`]).
+    /// The oldest lines make way beyond `ring_capacity` lines or
+    /// [`RING_MAX_BYTES`] of text.
     pub fn remember(&mut self, msg: Rc<Message>) {
         if self.ring_capacity == 0 {
             return;
         }
-        while self.ring.len() >= self.ring_capacity {
-            self.ring.pop_front();
-        }
+        self.ring_bytes += text_bytes(&msg);
         self.ring.push_back(msg);
+        while self.ring.len() > self.ring_capacity
+            || (self.ring_bytes > RING_MAX_BYTES && self.ring.len() > 1)
+        {
+            if let Some(old) = self.ring.pop_front() {
+                self.ring_bytes = self.ring_bytes.saturating_sub(text_bytes(&old));
+            }
+        }
     }
 
     /// The next chat line's sequence number.
@@ -377,6 +387,18 @@ impl Room {
     }
 }
 
+/// Most text one room keeps in memory for replays (older lines come from
+/// the durable log, if any).
+pub const RING_MAX_BYTES: usize = 2 << 20;
+
+/// The bytes of text a remembered line holds.
+fn text_bytes(m: &Message) -> usize {
+    match &m.event {
+        Event::Chat { from, text } => from.len() + text.len() + 64,
+        _ => 64,
+    }
+}
+
 /// A remembered line's sequence number (0 for none).
 fn seq_of(m: &Message) -> u64 {
     m.room.as_ref().and_then(|t| t.seq).unwrap_or(0)
@@ -543,5 +565,28 @@ mod tests {
         assert_eq!(seqs(room.before(4, 10)), Vec::<u64>::new());
         assert_eq!(seqs(room.after(6)), vec![7, 8]);
         assert_eq!(seqs(room.after(8)), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn the_ring_also_keeps_under_its_byte_budget() {
+        let mut room = Room::new(RoomId(1), "#big", 1000);
+        let big = "x".repeat(64 * 1024);
+        for _ in 0..100 {
+            let seq = room.next_seq();
+            room.remember(Rc::new(Message {
+                ts_ms: 0,
+                event: Event::Chat {
+                    from: "a".into(),
+                    text: big.clone(),
+                },
+                room: Some(super::super::msg::RoomTag {
+                    name: Rc::from("#big"),
+                    seq: Some(seq),
+                }),
+            }));
+        }
+        let kept = room.after(0).len();
+        assert!(kept < 40 && kept > 20, "{kept} lines of 64 KiB kept");
+        assert_eq!(room.oldest_in_memory(), 101 - kept as u64);
     }
 }
