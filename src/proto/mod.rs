@@ -6,4 +6,5 @@ pub mod chat;
 pub mod http;
 pub mod json;
 pub mod line;
+pub mod resp;
 pub mod ws;
