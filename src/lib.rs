@@ -23,12 +23,14 @@
 //! - [`store`]: the durable room history: a segmented, checksummed log in the
 //!   data directory (group commit per turn, recovery, retention, paging).
 //! - [`web`]: the static files (embedded or from a directory) behind the HTTP port.
+//! - [`cluster`]: the Redis links' protocols for scale-out (not wired in yet).
 //! - [`config`]: every flag, port, limit and timeout in one struct.
 //!
 //! Imports point down this list's flow: `server` → `conn`, `session` →
 //! `proto` → `hub`; the hub imports none of them, and reaches the `store`
 //! only through its `Archive` port, which the server fills.
 
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod hub;
