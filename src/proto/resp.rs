@@ -20,7 +20,8 @@
 //! reserve room for at most as many items as the bytes present could hold.
 //!
 //! Attributes (`|`) are kept: the frame that follows one is returned wrapped
-//! in [`Frame::Attributed`]; consecutive attributes are merged into one.
+//! in [`Frame::Attributed`]; consecutive attributes are merged into one
+//! (whose pairs `max_elements` still limits).
 //! RESP3 streamed strings and aggregates (`$?`, `*?`) are not supported: Redis
 //! does not send them.
 
@@ -409,7 +410,18 @@ fn parse(input: &[u8], limits: &RespLimits) -> Result<(usize, Frame), Stop> {
             match done {
                 Done::Attrs(attrs) => {
                     match slot {
-                        Some(pending) => pending.extend(attrs),
+                        Some(pending) => {
+                            // Merged attributes are one map: the item limit covers them all.
+                            let count = pending.len().saturating_add(attrs.len());
+                            if count > limits.max_elements {
+                                return Err(RespError::TooManyElements {
+                                    count: count as u64,
+                                    max: limits.max_elements,
+                                }
+                                .into());
+                            }
+                            pending.extend(attrs);
+                        }
                         None => *slot = Some(attrs),
                     }
                     break;
@@ -1276,6 +1288,25 @@ mod tests {
         };
         assert_eq!(decode_one(bytes), Ok(Some((bytes.len(), want.clone()))));
         assert_eq!(want.without_attributes(), Frame::Null);
+    }
+
+    #[test]
+    fn merged_attributes_keep_within_the_item_limit() {
+        // Found by the `resp` fuzz target: each attribute was within the
+        // limit, the merged map was not.
+        let limits = RespLimits {
+            max_elements: 1,
+            ..RespLimits::default()
+        };
+        let bytes = b"|1\r\n+a\r\n:1\r\n|1\r\n+b\r\n:2\r\n:0\r\n";
+        assert_eq!(
+            decode_with(limits, bytes),
+            Err(RespError::TooManyElements { count: 2, max: 1 })
+        );
+        assert!(matches!(
+            decode_with(limits, b"|1\r\n+a\r\n:1\r\n|0\r\n:0\r\n"),
+            Ok(Some(_))
+        ));
     }
 
     #[test]
