@@ -47,7 +47,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = chat::looks_like_json(data);
     let _ = chat::decode_text_name(data);
     match chat::decode_text(data) {
-        Ok(ClientMsg::Message { text }) if !data.starts_with(b"/") && !data.starts_with(b"@") => {
+        Ok(ClientMsg::Message { room: None, text })
+            if !data.starts_with(b"/") && !data.starts_with(b"@") =>
+        {
             assert_eq!(text.as_bytes(), data);
         }
         // `@NAME TEXT`: a private message whose name and text come from the line.

@@ -36,7 +36,10 @@ fn check_limits(frame: &Frame, limits: &RespLimits, depth: usize) {
             return;
         }
         Frame::Verbatim { text, .. } => {
-            assert!(text.len() + 4 <= limits.max_bulk_bytes, "verbatim over the limit");
+            assert!(
+                text.len() + 4 <= limits.max_bulk_bytes,
+                "verbatim over the limit"
+            );
             return;
         }
         Frame::Simple(b) | Frame::Error(b) => {
@@ -53,7 +56,10 @@ fn check_limits(frame: &Frame, limits: &RespLimits, depth: usize) {
         }
         Frame::Attributed { attrs, frame } => {
             assert!(attrs.len() <= limits.max_elements, "too many attributes");
-            assert!(!matches!(**frame, Frame::Attributed { .. }), "attributes not merged");
+            assert!(
+                !matches!(**frame, Frame::Attributed { .. }),
+                "attributes not merged"
+            );
             check_limits(frame, limits, depth);
             attrs.iter().flat_map(|(k, v)| [k, v]).collect()
         }
@@ -118,7 +124,10 @@ fn check_round_trip(encoded: &[u8], max_depth: usize) {
     if let Err(back) = PubSub::from_frame(frame) {
         let mut after = Vec::new();
         resp::encode(&back, &mut after);
-        assert_eq!(before, after, "PubSub::from_frame changed a frame it refused");
+        assert_eq!(
+            before, after,
+            "PubSub::from_frame changed a frame it refused"
+        );
     }
 }
 
