@@ -1441,8 +1441,16 @@ mod tests {
     fn floor_mode_counts_a_relay_that_sends_twice() {
         let o = floor_run(2);
         assert_eq!(o.ending, Ending::Complete);
-        assert_eq!((o.deliveries, o.expected, o.lost), (800, 400, 0));
-        assert_eq!(o.duplicated, 400);
+        assert_eq!((o.expected, o.lost), (400, 0));
+        // The run ends once every expected line has arrived, so the second
+        // copy of the very last lines may still be on its way: each copy that
+        // did arrive is counted as a duplicate, and nothing else.
+        assert!(
+            (396..=400).contains(&o.duplicated),
+            "{} duplicates",
+            o.duplicated
+        );
+        assert_eq!(o.deliveries, 400 + o.duplicated);
     }
 
     /// A toy rooms server for `clients` JSON clients: welcomes, answers
