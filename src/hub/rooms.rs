@@ -13,6 +13,25 @@ use super::room_names::{MAX_ROOM_NAME_CHARS, MAX_TOPIC_BYTES, fold_room};
 use super::{Hub, MAX_LISTED_ROOMS, Pending, RoomTag, Target, first_seq};
 
 impl Hub {
+    /// The joined user of `conn`, if it may use rooms (else the error is queued).
+    pub(super) fn rooms_user(&mut self, conn: ConnId, now: Now) -> Option<UserId> {
+        let id = self.joined_user(conn, now)?;
+        self.rooms_allowed(conn, id, now).then_some(id)
+    }
+
+    /// [`Hub::rooms_user`] and the room the request names (`None`: the
+    /// current one), which the user must be in.
+    pub(super) fn in_room(
+        &mut self,
+        conn: ConnId,
+        room: Option<&str>,
+        now: Now,
+    ) -> Option<(UserId, RoomId)> {
+        let id = self.rooms_user(conn, now)?;
+        let room_id = self.member_room(conn, id, room, now)?;
+        Some((id, room_id))
+    }
+
     /// `room_joined` for `conn`, who is now in `room_id` (`auto`: on joining the server).
     pub(super) fn room_joined(&mut self, conn: ConnId, room_id: RoomId, auto: bool, now: Now) {
         let Some(room) = self.rooms.get(room_id.0 as usize) else {
@@ -160,12 +179,9 @@ impl Hub {
         now: Now,
         archive: &mut dyn Archive,
     ) {
-        let Some(id) = self.joined_user(conn, now) else {
+        let Some(id) = self.rooms_user(conn, now) else {
             return;
         };
-        if !self.rooms_allowed(conn, id, now) {
-            return;
-        }
         let Some(folded) = fold_room(name) else {
             let text = format!(
                 "Invalid room name. A room name is # followed by 1 to {MAX_ROOM_NAME_CHARS} of a-z, 0-9, _ and -."
@@ -221,13 +237,7 @@ impl Hub {
     }
 
     pub(super) fn room_leave(&mut self, conn: ConnId, room: Option<&str>, now: Now) {
-        let Some(id) = self.joined_user(conn, now) else {
-            return;
-        };
-        if !self.rooms_allowed(conn, id, now) {
-            return;
-        }
-        let Some(room_id) = self.member_room(conn, id, room, now) else {
+        let Some((id, room_id)) = self.in_room(conn, room, now) else {
             return;
         };
         let policy = self.policy;
@@ -255,10 +265,7 @@ impl Hub {
     }
 
     pub(super) fn room_list(&mut self, conn: ConnId, now: Now) {
-        let Some(id) = self.joined_user(conn, now) else {
-            return;
-        };
-        if !self.rooms_allowed(conn, id, now) {
+        if self.rooms_user(conn, now).is_none() {
             return;
         }
         let mut all: Vec<&Room> = self
@@ -292,13 +299,7 @@ impl Hub {
         topic: Option<String>,
         now: Now,
     ) {
-        let Some(id) = self.joined_user(conn, now) else {
-            return;
-        };
-        if !self.rooms_allowed(conn, id, now) {
-            return;
-        }
-        let Some(room_id) = self.member_room(conn, id, room, now) else {
+        let Some((id, room_id)) = self.in_room(conn, room, now) else {
             return;
         };
         let by = self.dir.name(id).to_owned();
@@ -353,13 +354,7 @@ impl Hub {
         now: Now,
         archive: &mut dyn Archive,
     ) {
-        let Some(id) = self.joined_user(conn, now) else {
-            return;
-        };
-        if !self.rooms_allowed(conn, id, now) {
-            return;
-        }
-        let Some(room_id) = self.member_room(conn, id, room, now) else {
+        let Some((_, room_id)) = self.in_room(conn, room, now) else {
             return;
         };
         let Some(r) = self.rooms.get(room_id.0 as usize) else {
