@@ -388,7 +388,16 @@ impl Hub {
                             aud,
                             rooms_only,
                         } => {
-                            if let Some(r) = self.rooms.get(room.0 as usize) {
+                            // A room dropped this turn may have its slot reused by a
+                            // new room: a message only reaches the room it was for.
+                            let same_room = |r: &Room| {
+                                msg.room.as_ref().is_none_or(|t| {
+                                    Rc::ptr_eq(&t.name, &r.name) || t.name == r.name
+                                })
+                            };
+                            if let Some(r) = self.rooms.get(room.0 as usize)
+                                && same_room(r)
+                            {
                                 r.resolve(*aud, *seq, &mut plain, &mut fancy);
                             }
                             if *rooms_only {

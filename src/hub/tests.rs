@@ -823,3 +823,28 @@ fn restore_rebuilds_rooms_seq_ring_and_topic() {
     };
     assert_eq!(persisted, vec![9]);
 }
+
+#[test]
+fn a_message_for_a_dropped_room_never_reaches_a_new_room_in_its_slot() {
+    let mut h = hub();
+    rooms_join(&mut h, 1, "an");
+    rooms_join(&mut h, 2, "bo");
+    let join = |room: &str| Request::RoomJoin {
+        room: room.into(),
+        since: None,
+    };
+    h.handle(id(1), join("#old"), now());
+    let _ = bodies(&mut h);
+    // an leaves #old (a notice for #old is queued, then #old is dropped),
+    // and bo creates #new in the same turn, which takes #old's slot.
+    h.handle(id(1), Request::RoomLeave { room: None }, now());
+    h.handle(id(2), join("#new"), now());
+    for (to, e) in bodies(&mut h) {
+        if let Event::Notice { text } = &e {
+            assert!(
+                !(text.contains("#old") && to.contains(&id(2))),
+                "bo got #old's notice in #new"
+            );
+        }
+    }
+}
