@@ -153,7 +153,11 @@ impl Hub {
         let inside = found.filter(|r| self.dir.get(id).is_some_and(|u| u.rooms.contains(r)));
         if inside.is_none() {
             let text = match room {
-                Some(name) => format!("You are not in {name}."),
+                // Quoted only when it could be a room name: never echo a megabyte.
+                Some(name) => match fold_room(name) {
+                    Some(folded) => format!("You are not in {folded}."),
+                    None => "You are not in that room.".to_owned(),
+                },
                 None => "You are not in any room.".to_owned(),
             };
             self.error(conn, ErrorCode::NotInRoom, text, now);

@@ -848,3 +848,25 @@ fn a_message_for_a_dropped_room_never_reaches_a_new_room_in_its_slot() {
         }
     }
 }
+
+#[test]
+fn a_bad_room_name_is_not_echoed_back() {
+    let mut h = hub();
+    rooms_join(&mut h, 1, "an");
+    let _ = bodies(&mut h);
+    let long = format!("#{}", "x".repeat(100_000));
+    h.handle(
+        id(1),
+        Request::Say {
+            room: Some(long),
+            text: "hi".into(),
+        },
+        now(),
+    );
+    let out = bodies(&mut h);
+    assert_eq!(error_code(&out), Some(ErrorCode::NotInRoom));
+    assert!(out.iter().all(|(_, e)| match e {
+        Event::Error { text, .. } => text.len() < 100,
+        _ => true,
+    }));
+}
