@@ -706,7 +706,9 @@ impl Hub {
             return;
         }
         let Some(target) = self.dir.find(to).and_then(|id| self.dir.get(id)) else {
-            let msg = format!("User '{to}' is not online.");
+            // No online name is longer than the name limit: quote no more.
+            let shown: String = to.chars().take(names::MAX_NAME_CHARS + 1).collect();
+            let msg = format!("User '{shown}' is not online.");
             self.error(conn, ErrorCode::UnknownUser, msg, now);
             return;
         };
