@@ -525,6 +525,43 @@ fn stats_is_json_and_counts_users() {
     assert!(s["bytes_out"].as_u64().unwrap() > 0, "{s}");
 }
 
+#[test]
+fn metrics_serve_the_same_figures_for_prometheus() {
+    let a = common::start();
+    let mut alice = Client::join(a.tcp, "metricsalice");
+    alice.say("counted");
+    alice.recv_until("own message", |v| v["message"] == "counted");
+    let deadline = Instant::now() + WAIT;
+    let text = loop {
+        let r = get(a.http, "/metrics");
+        assert_eq!(r.status, 200);
+        assert!(
+            r.header("content-type")
+                .is_some_and(|t| t.starts_with("text/plain; version=0.0.4"))
+        );
+        let text = r.body_text();
+        if text.contains("multiuserchat_connections{protocol=\"tcp_json\"} 1\n")
+            || Instant::now() > deadline
+        {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(text.contains("multiuserchat_users 1\n"), "{text}");
+    assert!(
+        text.contains("multiuserchat_connections{protocol=\"tcp_json\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("multiuserchat_messages_relayed_total 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE multiuserchat_bytes_out_total counter\n"),
+        "{text}"
+    );
+}
+
 // --------------------------------------------------------------- --assets DIR
 
 /// A fresh directory under the system temp dir, removed on drop.

@@ -99,6 +99,12 @@ impl HttpSession {
             http::error(405)
         } else if path == "/healthz" {
             plain(200, "text/plain; charset=utf-8", b"ok\n".to_vec())
+        } else if path == "/metrics" {
+            plain(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                metrics_text(ctx.stats),
+            )
         } else if path == "/stats" {
             plain(200, "application/json", stats_json(ctx.stats))
         } else {
@@ -220,6 +226,100 @@ fn stats_json(s: &StatsView) -> Vec<u8> {
     out
 }
 
+/// The figures of `/stats` in the Prometheus text exposition format (0.0.4).
+fn metrics_text(s: &StatsView) -> Vec<u8> {
+    let mut out = String::with_capacity(1024);
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+        let _ = writeln!(out, "# HELP multiuserchat_{name} {help}");
+        let _ = writeln!(out, "# TYPE multiuserchat_{name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "multiuserchat_{name}{labels} {value}");
+        }
+    };
+    let conns: Vec<(String, u64)> = s
+        .connections
+        .iter()
+        .map(|(p, n)| (format!("{{protocol=\"{p}\"}}"), *n as u64))
+        .collect();
+    let conn_samples: Vec<(&str, u64)> = conns.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    metric(
+        "connections",
+        "gauge",
+        "Open connections by protocol.",
+        &conn_samples,
+    );
+    metric("users", "gauge", "Users online.", &[("", s.users as u64)]);
+    metric(
+        "rooms",
+        "gauge",
+        "Rooms that exist.",
+        &[("", s.rooms as u64)],
+    );
+    metric(
+        "messages_relayed_total",
+        "counter",
+        "Chat and private messages relayed.",
+        &[("", s.messages_relayed)],
+    );
+    metric(
+        "bytes_in_total",
+        "counter",
+        "Bytes read from clients.",
+        &[("", s.bytes_in)],
+    );
+    metric(
+        "bytes_out_total",
+        "counter",
+        "Bytes written to clients.",
+        &[("", s.bytes_out)],
+    );
+    metric(
+        "accepted_total",
+        "counter",
+        "Connections accepted.",
+        &[("", s.accepted)],
+    );
+    metric(
+        "refused_total",
+        "counter",
+        "Connections refused at the door (limits).",
+        &[("", s.refused)],
+    );
+    metric(
+        "uptime_seconds",
+        "gauge",
+        "Seconds since start.",
+        &[("", s.uptime_secs)],
+    );
+    if let Some(h) = &s.history {
+        metric(
+            "history_degraded",
+            "gauge",
+            "1 while the durable history cannot be written.",
+            &[("", u64::from(h.degraded))],
+        );
+        metric(
+            "history_segments",
+            "gauge",
+            "History log segments.",
+            &[("", h.segments as u64)],
+        );
+        metric(
+            "history_bytes",
+            "gauge",
+            "Bytes of history on disk.",
+            &[("", h.bytes)],
+        );
+        metric(
+            "history_dropped_records_total",
+            "counter",
+            "History records that could not be stored.",
+            &[("", h.dropped_records)],
+        );
+    }
+    out.into_bytes()
+}
+
 fn write_number(out: &mut Vec<u8>, n: u64) {
     let mut s = String::new();
     let _ = write!(s, "{n}");
@@ -286,6 +386,37 @@ mod tests {
         assert_eq!(v["history"]["persistent"], true);
         assert_eq!(v["history"]["degraded"], true);
         assert_eq!(v["history"]["dropped_records"], 4);
+    }
+
+    #[test]
+    fn metrics_are_prometheus_text() {
+        let mut f = Fixture::new();
+        f.stats = StatsView {
+            connections: vec![("tcp_json", 2), ("websocket", 1)],
+            users: 3,
+            rooms: 2,
+            messages_relayed: 9,
+            ..StatsView::default()
+        };
+        let text = String::from_utf8(metrics_text(&f.stats)).expect("UTF-8");
+        assert!(text.contains("# TYPE multiuserchat_connections gauge\n"));
+        assert!(text.contains("multiuserchat_connections{protocol=\"tcp_json\"} 2\n"));
+        assert!(text.contains("multiuserchat_users 3\n"));
+        assert!(text.contains("# TYPE multiuserchat_messages_relayed_total counter\n"));
+        assert!(text.contains("multiuserchat_messages_relayed_total 9\n"));
+        assert!(!text.contains("history"), "no history lines in memory mode");
+        // Every sample line is `name{labels} value` or `name value`.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').expect("name and value");
+            assert!(name.starts_with("multiuserchat_"), "{line}");
+            assert!(value.parse::<u64>().is_ok(), "{line}");
+        }
+        let now = Instant::now();
+        let mut s = Session::new(Port::Http, &f.cfg, now);
+        let (_, out) = feed(&mut s, &f, now, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        let resp = sent(&out);
+        assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
+        assert!(resp.contains("text/plain; version=0.0.4"), "{resp}");
     }
 
     #[test]
