@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::wsraw::{ACCEPT, FIN, PING, PONG, cframe, upgrade_request};
-use common::{Client, WAIT};
+use common::{Client, TempDir, WAIT};
 use serde_json::Value;
 
 /// One parsed response.
@@ -563,30 +563,6 @@ fn metrics_serve_the_same_figures_for_prometheus() {
 }
 
 // --------------------------------------------------------------- --assets DIR
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "multiuserchat-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 #[test]
 fn assets_dir_serves_its_files_but_no_symlink_leaving_it() {
