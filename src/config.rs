@@ -1,5 +1,10 @@
 //! Every flag, port, limit and timeout in one struct, with its defaults, and the
 //! command-line parser that fills it. Units are in the field names.
+//! The `--redis` URL has its own parser, in [`redis_url`].
+
+mod redis_url;
+
+pub use redis_url::RedisTarget;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -74,6 +79,19 @@ pub struct Config {
     pub history_max_bytes: u64,
     /// At start-up, cut the history log at a damaged record instead of stopping.
     pub repair_history: bool,
+    /// The Redis server that joins several nodes into one chat (`None`: this
+    /// node runs alone). Parsed and shown at start-up; not connected to yet.
+    pub redis: Option<RedisTarget>,
+    /// This node's name among the nodes sharing `redis`: 1 to 32 of
+    /// `A-Z a-z 0-9 _ -`. Defaults to 8 random hex digits, drawn when the
+    /// `Config` is made.
+    pub node_id: String,
+    /// How long this node's presence in Redis outlives its last refresh.
+    pub presence_ttl: Duration,
+    /// Listeners set `SO_REUSEADDR` and `SO_REUSEPORT` before binding, so
+    /// several nodes on one machine share the ports (the kernel spreads new
+    /// connections over them).
+    pub reuse_port: bool,
 }
 
 impl Default for Config {
@@ -108,6 +126,10 @@ impl Default for Config {
             history_retention: Duration::from_secs(7 * 24 * 3600),
             history_max_bytes: 1 << 30,
             repair_history: false,
+            redis: None,
+            node_id: random_node_id(),
+            presence_ttl: Duration::from_secs(60),
+            reuse_port: false,
         }
     }
 }
@@ -191,13 +213,37 @@ USAGE: multiuserchat [FLAGS]
   --history-days N          delete history older than N days [7]
   --history-max-mb N        delete the oldest history beyond N MiB [1024]
   --repair-history          at start-up, cut the history log at a damaged record
+  --redis URL               Redis server of a cluster of nodes,
+                            redis://[USER:PASSWORD@]HOST[:PORT][/DB]; without a
+                            password there, REDIS_PASSWORD is used. Parsed and
+                            shown at start-up; nodes do not connect to it yet [none]
+  --node-id ID              this node's name in a cluster: 1 to 32 of A-Z, a-z,
+                            0-9, _ and - [8 random hex digits]
+  --presence-ttl SECS       a node's presence in Redis expires SECS after its last
+                            refresh, 2 to 3600 (cluster mode; not used yet) [60]
+  --reuse-port              bind with SO_REUSEADDR and SO_REUSEPORT, so several
+                            nodes on one machine share the same ports
   -h, --help                this text
   -V, --version             the version
 ";
 
 impl Config {
-    /// Parses the arguments after the program name.
+    /// Parses the arguments after the program name; `REDIS_PASSWORD` comes
+    /// from the process environment.
     pub fn from_args<I, S>(args: I) -> Result<Command, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Config::from_args_with_env(args, |key| std::env::var(key).ok())
+    }
+
+    /// Like [`Config::from_args`], with the environment looked up through `env`
+    /// (only `REDIS_PASSWORD`, when `--redis` gives no password).
+    pub fn from_args_with_env<I, S>(
+        args: I,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Command, ConfigError>
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -299,6 +345,43 @@ impl Config {
                 "--legacy-replay" => {
                     cfg.hub.legacy_replay = parse(&flag, &value()?, "not a number")?
                 }
+                "--redis" => {
+                    let v = value()?;
+                    let target = RedisTarget::parse_with_env(&v, &env).map_err(|why| {
+                        ConfigError::BadValue {
+                            flag: flag.clone(),
+                            value: redis_url::redacted(&v),
+                            why,
+                        }
+                    })?;
+                    cfg.redis = Some(target);
+                }
+                "--node-id" => {
+                    let v = value()?;
+                    if !valid_node_id(&v) {
+                        return Err(ConfigError::BadValue {
+                            flag: flag.clone(),
+                            value: v,
+                            why: "a node id is 1 to 32 of A-Z, a-z, 0-9, _ and -",
+                        });
+                    }
+                    cfg.node_id = v;
+                }
+                "--presence-ttl" => {
+                    let v = value()?;
+                    let why = "a whole number of seconds from 2 to 3600";
+                    match parse::<u64>(&flag, &v, why)? {
+                        n @ 2..=3600 => cfg.presence_ttl = Duration::from_secs(n),
+                        _ => {
+                            return Err(ConfigError::BadValue {
+                                flag: flag.clone(),
+                                value: v,
+                                why,
+                            });
+                        }
+                    }
+                }
+                "--reuse-port" => cfg.reuse_port = true,
                 _ => return Err(ConfigError::UnknownFlag(arg)),
             }
         }
@@ -312,6 +395,33 @@ fn parse<T: FromStr>(flag: &str, value: &str, why: &'static str) -> Result<T, Co
         value: value.to_owned(),
         why,
     })
+}
+
+/// 1 to 32 of `A-Z a-z 0-9 _ -`: safe in Redis keys, channel names and logs.
+fn valid_node_id(id: &str) -> bool {
+    (1..=32).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// 8 hex digits from `/dev/urandom`; if that cannot be read, from the clock and
+/// the process id (distinct enough for nodes started apart or on other hosts).
+fn random_node_id() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 4];
+    let from_kernel = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_ok();
+    let n = if from_kernel {
+        u32::from_ne_bytes(bytes)
+    } else {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        (nanos as u32) ^ ((nanos >> 32) as u32) ^ std::process::id().rotate_left(16)
+    };
+    format!("{n:08x}")
 }
 
 fn positive(flag: &str, value: &str) -> Result<usize, ConfigError> {
@@ -341,8 +451,14 @@ fn secs(flag: &str, value: &str) -> Result<Duration, ConfigError> {
 mod tests {
     use super::*;
 
+    /// Parses `args` with an empty environment (a `REDIS_PASSWORD` set where
+    /// the tests run must not change their outcome).
     fn run(args: &[&str]) -> Result<Config, ConfigError> {
-        match Config::from_args(args.iter().copied())? {
+        run_env(args, |_| None)
+    }
+
+    fn run_env(args: &[&str], env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        match Config::from_args_with_env(args.iter().copied(), env)? {
             Command::Run(c) => Ok(*c),
             other => panic!("unexpected {other:?}"),
         }
@@ -432,6 +548,126 @@ mod tests {
         assert_eq!(c.log_level, LevelFilter::Debug);
         assert_eq!(c.allowed_origins, vec!["http://a".to_owned()]);
         assert_eq!(c.hub.summary_interval, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn parses_cluster_flags() {
+        let c = run(&[
+            "--redis",
+            "redis://10.0.0.5:6380/2",
+            "--node-id=node-1_A",
+            "--presence-ttl",
+            "2",
+            "--reuse-port",
+        ])
+        .unwrap();
+        let redis = c.redis.expect("redis");
+        assert_eq!(
+            (redis.host.as_str(), redis.port, redis.db),
+            ("10.0.0.5", 6380, 2)
+        );
+        assert_eq!(c.node_id, "node-1_A");
+        assert_eq!(c.presence_ttl, Duration::from_secs(2));
+        assert!(c.reuse_port);
+        assert_eq!(
+            run(&["--presence-ttl=3600"]).unwrap().presence_ttl,
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            run(&["--node-id", &"x".repeat(32)]).unwrap().node_id.len(),
+            32
+        );
+        assert_eq!(
+            run(&["--redis=redis://[::1]"])
+                .unwrap()
+                .redis
+                .expect("v6")
+                .addr_string(),
+            "[::1]:6379"
+        );
+    }
+
+    #[test]
+    fn cluster_defaults() {
+        let c = run(&[]).unwrap();
+        assert!(c.redis.is_none());
+        assert!(!c.reuse_port);
+        assert_eq!(c.presence_ttl, Duration::from_secs(60));
+        assert_eq!(c.node_id.len(), 8);
+        assert!(c.node_id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(valid_node_id(&c.node_id));
+        // Drawn per Config: two nodes started with defaults get different ids
+        // (a 1 in 2^32 chance of a false failure, drawn three times).
+        let ids: Vec<String> = (0..3).map(|_| Config::default().node_id).collect();
+        assert!(ids.iter().any(|id| *id != ids[0]), "{ids:?}");
+    }
+
+    #[test]
+    fn refuses_bad_cluster_flags() {
+        for args in [
+            &["--node-id", ""][..],
+            &["--node-id", &"x".repeat(33)],
+            &["--node-id", "a.b"],
+            &["--node-id", "nœud"],
+            &["--node-id", "a b"],
+            &["--presence-ttl", "1"],
+            &["--presence-ttl", "0"],
+            &["--presence-ttl", "3601"],
+            &["--presence-ttl", "2.5"],
+            &["--presence-ttl", "-5"],
+            &["--redis", "http://h"],
+            &["--redis", "redis://h:0"],
+        ] {
+            assert!(
+                matches!(run(args), Err(ConfigError::BadValue { .. })),
+                "{args:?}"
+            );
+        }
+        assert!(matches!(
+            run(&["--redis"]),
+            Err(ConfigError::MissingValue(_))
+        ));
+        let tls = run(&["--redis", "rediss://h:6380"])
+            .unwrap_err()
+            .to_string();
+        assert!(tls.contains("TLS is not supported"), "{tls}");
+    }
+
+    #[test]
+    fn redis_errors_do_not_echo_the_password() {
+        for url in [
+            "redis://u:hunter2@h:0",
+            "rediss://:hunter2@h",
+            "redis://:hunter2@h/x",
+            "redis://:hunter2%zz@h",
+        ] {
+            let e = run(&["--redis", url]).unwrap_err();
+            let shown = format!("{e} {e:?}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("***@h"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn redis_password_from_the_environment() {
+        let env = |k: &str| (k == "REDIS_PASSWORD").then(|| "hunter2".to_owned());
+        let c = run_env(&["--redis", "redis://h"], env).unwrap();
+        let redis = c.redis.expect("redis");
+        assert_eq!(redis.password.as_deref(), Some("hunter2"));
+        assert_eq!(redis.to_string(), "redis://:***@h:6379/0");
+        // The URL's password wins; without --redis the variable is not read.
+        let own = run_env(&["--redis", "redis://:mine@h"], env).unwrap();
+        assert_eq!(own.redis.expect("redis").password.as_deref(), Some("mine"));
+        let read = std::cell::Cell::new(false);
+        run_env(&[], |_| {
+            read.set(true);
+            None
+        })
+        .unwrap();
+        assert!(!read.get());
+        // The whole Config's Debug goes through RedisTarget's redacting Debug.
+        let whole = run_env(&["--redis", "redis://u@h"], env).unwrap();
+        assert!(!format!("{whole:?}").contains("hunter2"));
     }
 
     #[test]

@@ -26,6 +26,10 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&cfg);
+    if let Some(line) = cluster_line(&cfg) {
+        log::info!("{line}");
+        log::warn!("this build does not connect to Redis yet: the node serves its own users only");
+    }
     // Binding reads the local UTC offset, which must happen while single-threaded.
     let mut server = match Server::bind(cfg.clone()) {
         Ok(s) => s,
@@ -103,6 +107,9 @@ fn print_banner(cfg: &Config, a: &BoundAddrs) {
         "  web client, /ws, /healthz       http://{}/\n",
         a.http
     ));
+    if let Some(line) = cluster_line(cfg) {
+        out.push_str(&format!("  {line}\n"));
+    }
     if cfg.host.is_unspecified() {
         let lan = lan_addresses();
         if lan.is_empty() {
@@ -127,6 +134,13 @@ fn print_banner(cfg: &Config, a: &BoundAddrs) {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(out.as_bytes());
     let _ = stdout.flush();
+}
+
+/// "cluster: node ID via redis://HOST:PORT/DB" when `--redis` is given. The
+/// target's `Display` never shows the password.
+fn cluster_line(cfg: &Config) -> Option<String> {
+    let redis = cfg.redis.as_ref()?;
+    Some(format!("cluster: node {} via {redis}", cfg.node_id))
 }
 
 /// This machine's IPv4 addresses other than loopback, from the kernel's routing
@@ -156,6 +170,31 @@ fn lan_addresses() -> Vec<IpAddr> {
 mod tests {
     use super::*;
     use simplelog::ColorChoice;
+
+    #[test]
+    fn cluster_line_names_the_node_and_hides_the_password() {
+        let env = |_: &str| None;
+        let run = |args: &[&str]| match Config::from_args_with_env(args.iter().copied(), env) {
+            Ok(Command::Run(cfg)) => *cfg,
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(cluster_line(&run(&[])), None);
+        let cfg = run(&[
+            "--redis",
+            "redis://u:hunter2@10.0.0.5:6380/1",
+            "--node-id",
+            "a",
+        ]);
+        assert_eq!(
+            cluster_line(&cfg).as_deref(),
+            Some("cluster: node a via redis://u:***@10.0.0.5:6380/1")
+        );
+        let plain = run(&["--redis", "redis://127.0.0.1", "--node-id=node1"]);
+        assert_eq!(
+            cluster_line(&plain).as_deref(),
+            Some("cluster: node node1 via redis://127.0.0.1:6379/0")
+        );
+    }
 
     #[test]
     fn colours_only_on_a_terminal_without_no_color() {

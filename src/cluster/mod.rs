@@ -10,5 +10,9 @@
 //! Not wired into the server yet: the cluster protocol (names, room order
 //! through a Lua script, presence) builds on these.
 
+pub mod keys;
+pub mod node;
 pub mod pipeline;
+pub mod scripts;
 pub mod subscriber;
+pub mod wire;

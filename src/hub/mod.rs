@@ -20,6 +20,7 @@
 //! produced (their welcome comes first).
 
 pub mod archive;
+mod cluster;
 pub mod directory;
 pub mod msg;
 pub mod names;
@@ -40,7 +41,7 @@ pub use msg::{
 
 pub use archive::{Archive, NoArchive};
 use directory::{ClaimError, Directory};
-use room::{Audience, Member, Room, SummaryPolicy};
+use room::{Audience, Member, Replay, Room, SummaryPolicy, Waiter};
 use room_names::{MAX_ROOM_NAME_CHARS, MAX_TOPIC_BYTES, fold_room};
 
 /// The room everyone is in.
@@ -76,6 +77,9 @@ pub struct HubConfig {
     pub max_history_page: usize,
     /// The history's identity: a `since` from another epoch cannot be served exactly.
     pub epoch: String,
+    /// Cluster mode: names are claimed, room lines numbered and private
+    /// messages routed by the cluster (see [`cluster`]).
+    pub cluster: bool,
 }
 
 impl Default for HubConfig {
@@ -93,6 +97,7 @@ impl Default for HubConfig {
             ring_capacity: 1000,
             max_history_page: 200,
             epoch: "0".into(),
+            cluster: false,
         }
     }
 }
@@ -135,6 +140,22 @@ pub(crate) enum Pending {
         name: String,
         why: LeaveReason,
     },
+    Claim {
+        conn: ConnId,
+        name: String,
+        folded: String,
+    },
+    Post(Rc<Message>),
+    Private {
+        conn: ConnId,
+        to: String,
+        from: String,
+        text: String,
+    },
+    Watch {
+        room: Rc<str>,
+        on: bool,
+    },
 }
 
 /// The chat state machine. See the module docs.
@@ -158,6 +179,12 @@ pub struct Hub {
     /// Reused recipient lists for draining.
     plain: Vec<ConnId>,
     fancy: Vec<ConnId>,
+    /// Cluster mode: the other nodes are in reach.
+    cluster_up: bool,
+    /// Cluster mode: joins waiting for their name's claim, by connection,
+    /// and the folded names being claimed.
+    claims: HashMap<ConnId, cluster::PendingJoin>,
+    claiming: HashMap<String, ConnId>,
 }
 
 impl Hub {
@@ -183,6 +210,9 @@ impl Hub {
             closing: false,
             plain: Vec::new(),
             fancy: Vec::new(),
+            cluster_up: false,
+            claims: HashMap::new(),
+            claiming: HashMap::new(),
         };
         hub.lobby = hub.create_room(LOBBY, true);
         for name in hub.cfg.permanent_rooms.clone() {
@@ -286,6 +316,7 @@ impl Hub {
     /// `conn` has ended, for `why`: its user (if any) leaves every room. Told
     /// once per connection; a no-op for a connection without a user.
     pub fn handle_left(&mut self, conn: ConnId, why: LeaveReason, now: Now) {
+        self.forget_claim(conn);
         let Some((id, user)) = self.dir.release(conn) else {
             return;
         };
@@ -316,6 +347,7 @@ impl Hub {
                 };
                 self.push(Self::to_room(*room_id), now, Event::Notice { text });
             }
+            self.unwatch_if_no_local(*room_id);
             self.drop_room_if_unused(*room_id);
         }
     }
@@ -452,6 +484,24 @@ impl Hub {
                     name,
                     why: *why,
                 }),
+                Pending::Claim { conn, name, folded } => f(Effect::Claim {
+                    conn: *conn,
+                    name,
+                    folded,
+                }),
+                Pending::Post(msg) => f(Effect::Post { msg }),
+                Pending::Private {
+                    conn,
+                    to,
+                    from,
+                    text,
+                } => f(Effect::Private {
+                    conn: *conn,
+                    to,
+                    from,
+                    text,
+                }),
+                Pending::Watch { room, on } => f(Effect::Watch { room, on: *on }),
             }
         }
         outbox.clear();
@@ -527,6 +577,56 @@ impl Hub {
     }
 
     fn join(&mut self, conn: ConnId, name: &str, features: Features, now: Now) {
+        if self.clustered() {
+            match self.dir.check(conn, name) {
+                Ok(folded) if self.claims.contains_key(&conn) => {
+                    // A second join while the first is being claimed.
+                    let _ = folded;
+                    let text = "Your join is still being answered.".to_owned();
+                    self.error(conn, ErrorCode::AlreadyJoined, text, now);
+                }
+                Ok(folded) if self.claiming.contains_key(&folded) => {
+                    self.refuse_taken(conn, name, now);
+                }
+                Ok(folded) => self.start_claim(conn, name, folded, features),
+                Err(e) => self.refuse(conn, name, e, now),
+            }
+            return;
+        }
+        self.admit(conn, name, features, now);
+    }
+
+    /// Refuses a join for `e` (queues the outcome and the error).
+    fn refuse(&mut self, conn: ConnId, name: &str, e: ClaimError, now: Now) {
+        match e {
+            ClaimError::AlreadyBound => {
+                let current = self.name_of(conn).unwrap_or_default();
+                let text = format!("You have already joined as {current}.");
+                self.error(conn, ErrorCode::AlreadyJoined, text, now);
+            }
+            ClaimError::Invalid(e) => {
+                self.outbox.push(Pending::JoinRefused {
+                    conn,
+                    code: ErrorCode::NameInvalid,
+                });
+                let text = format!("Invalid name: {e}. Please choose another name.");
+                self.error(conn, ErrorCode::NameInvalid, text, now);
+            }
+            ClaimError::Taken => self.refuse_taken(conn, name, now),
+        }
+    }
+
+    fn refuse_taken(&mut self, conn: ConnId, name: &str, now: Now) {
+        self.outbox.push(Pending::JoinRefused {
+            conn,
+            code: ErrorCode::NameTaken,
+        });
+        let text = format!("The name '{name}' is already taken. Please choose another name.");
+        self.error(conn, ErrorCode::NameTaken, text, now);
+    }
+
+    /// Binds `name` to `conn` and says welcome (the name is free everywhere).
+    fn admit(&mut self, conn: ConnId, name: &str, features: Features, now: Now) {
         let tokens = f64::from(self.cfg.rate_limit_per_sec);
         let id = match self.dir.claim(conn, name, features, tokens, now.mono) {
             Ok(id) => id,
@@ -594,19 +694,22 @@ impl Hub {
         if let Some(users) = list {
             self.push_in(to, lobby, now, Event::UserList { users });
         }
-        if features.rooms {
-            self.room_joined(conn, lobby, true, now);
-            if features.history {
-                self.replay(conn, lobby, None, now, &mut NoArchive);
+        let replay = if features.rooms {
+            Replay::Rooms {
+                history: features.history,
             }
+        } else if features.history {
+            Replay::Legacy(self.cfg.replay_count)
         } else {
-            let n = if features.history {
-                self.cfg.replay_count
-            } else {
-                self.cfg.legacy_replay
-            };
-            self.legacy_replay(conn, n, now);
-        }
+            Replay::Legacy(self.cfg.legacy_replay)
+        };
+        let w = Waiter {
+            conn,
+            auto: true,
+            since: None,
+            replay,
+        };
+        self.welcome_room(w, lobby, now);
         if !summarised {
             let text = format!("Client {name} has joined the chat.");
             self.push(Self::to_room(lobby), now, Event::Notice { text });
@@ -633,6 +736,7 @@ impl Hub {
             u.rooms.push(room_id);
         }
         self.mark_dirty(room_id);
+        self.watch_if_first(room_id);
         Some(mode)
     }
 
@@ -682,6 +786,19 @@ impl Hub {
             return;
         };
         self.relayed += 1;
+        if self.cfg.cluster && self.cluster_up {
+            // Numbered by the cluster; delivered here when it comes back.
+            let msg = Rc::new(Message {
+                ts_ms: now.unix_ms,
+                event: Event::Chat { from, text },
+                room: Some(RoomTag {
+                    name: room.name.clone(),
+                    seq: None,
+                }),
+            });
+            self.outbox.push(Pending::Post(msg));
+            return;
+        }
         let seq = room.next_seq();
         let msg = Rc::new(Message {
             ts_ms: now.unix_ms,
@@ -706,10 +823,17 @@ impl Hub {
             return;
         }
         let Some(target) = self.dir.find(to).and_then(|id| self.dir.get(id)) else {
-            // No online name is longer than the name limit: quote no more.
-            let shown: String = to.chars().take(names::MAX_NAME_CHARS + 1).collect();
-            let msg = format!("User '{shown}' is not online.");
-            self.error(conn, ErrorCode::UnknownUser, msg, now);
+            if self.clustered() {
+                // Maybe on another node: the cluster answers.
+                self.outbox.push(Pending::Private {
+                    conn,
+                    to: to.to_owned(),
+                    from,
+                    text,
+                });
+                return;
+            }
+            self.unknown_user(conn, to, now);
             return;
         };
         let (to_conn, to_name) = (target.conn, target.name.clone());
@@ -790,6 +914,11 @@ impl Hub {
         });
         self.produced += 1;
     }
+}
+
+/// A message's sequence number in its room (0: none).
+pub(crate) fn seq_of(m: &Message) -> u64 {
+    m.room.as_ref().and_then(|t| t.seq).unwrap_or(0)
 }
 
 /// The sequence number of the first message of a batch.

@@ -349,4 +349,28 @@ pub enum Effect<'a> {
         name: &'a str,
         why: LeaveReason,
     },
+    /// Cluster mode: claim `name` (folded: `folded`) for `conn` on every
+    /// node; answer with [`Hub::claim_answered`](super::Hub::claim_answered).
+    Claim {
+        conn: ConnId,
+        name: &'a str,
+        folded: &'a str,
+    },
+    /// Cluster mode: a room's chat line or topic change, to be numbered and
+    /// sent to every node; it comes back through
+    /// [`Hub::ingest`](super::Hub::ingest) (this node included).
+    Post { msg: &'a Message },
+    /// Cluster mode: a private message from `conn` for a user who is not on
+    /// this node (`to` as typed); answer with
+    /// [`Hub::private_answered`](super::Hub::private_answered).
+    Private {
+        conn: ConnId,
+        to: &'a str,
+        from: &'a str,
+        text: &'a str,
+    },
+    /// Cluster mode: this node has local members in `room` (`on`), or no
+    /// longer has any. A room switched on is loaded (its recent history and
+    /// topic) and answered with [`Hub::room_synced`](super::Hub::room_synced).
+    Watch { room: &'a str, on: bool },
 }

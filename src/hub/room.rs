@@ -18,7 +18,41 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::directory::{Directory, User};
-use super::msg::{ConnId, Event, Message, PresenceMode, RoomId, UserId};
+use super::msg::{ConnId, Event, Message, PresenceMode, RoomId, Since, UserId};
+
+/// Cluster mode: where a room's state stands against the other nodes.
+#[derive(Debug, Default)]
+pub enum Sync {
+    /// Kept by this node alone: a single node, a room with no local member
+    /// (what it remembers may be stale), or a cluster out of reach.
+    #[default]
+    Local,
+    /// Its recent history is being loaded; these local joiners get their
+    /// `room_joined` and replay once it is.
+    Loading(Vec<Waiter>),
+    /// Up to date: every line numbered by the cluster reaches this node.
+    Synced,
+}
+
+/// A local member whose room details wait for the room to be loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiter {
+    pub conn: ConnId,
+    /// Put there on joining the server (the lobby).
+    pub auto: bool,
+    pub since: Option<Since>,
+    /// What the joiner is owed once loaded.
+    pub replay: Replay,
+}
+
+/// The replay a joiner gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// A client with rooms: `room_joined`, then the history (when `history`).
+    Rooms { history: bool },
+    /// A client without rooms: the lobby's last `n` lines as plain messages.
+    Legacy(usize),
+}
 
 /// One member: the user, the connection that receives for it, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +104,10 @@ pub struct Room {
     /// (display name, folded name) of every join/leave since the last `end_turn`.
     touched: Vec<(String, String)>,
     summary_mode: bool,
+    /// Cluster mode: where the room stands (see [`Sync`]).
+    pub sync: Sync,
+    /// Cluster mode: the room was loaded from the cluster at least once.
+    pub synced_once: bool,
     window_joined: u64,
     window_left: u64,
     last_summary: Option<Instant>,
@@ -90,6 +128,8 @@ impl Room {
             pos: HashMap::new(),
             touched: Vec::new(),
             summary_mode: false,
+            sync: Sync::Local,
+            synced_once: false,
             window_joined: 0,
             window_left: 0,
             last_summary: None,
@@ -208,6 +248,19 @@ impl Room {
         {
             if let Some(old) = self.ring.pop_front() {
                 self.ring_bytes = self.ring_bytes.saturating_sub(text_bytes(&old));
+            }
+        }
+    }
+
+    /// Replaces what the room remembers with `lines` (oldest first, numbered)
+    /// and sets its sequence number: the room as loaded from the cluster.
+    pub fn reload(&mut self, seq: u64, lines: Vec<Rc<Message>>) {
+        self.ring.clear();
+        self.ring_bytes = 0;
+        self.seq = seq;
+        for m in lines {
+            if seq_of(&m) <= seq {
+                self.remember(m);
             }
         }
     }

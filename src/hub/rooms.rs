@@ -225,8 +225,18 @@ impl Hub {
         if self.enter(id, room_id).is_none() {
             return;
         }
-        self.room_joined(conn, room_id, false, now);
-        self.replay(conn, room_id, since, now, archive);
+        if self.cfg.cluster {
+            let w = super::room::Waiter {
+                conn,
+                auto: false,
+                since,
+                replay: super::room::Replay::Rooms { history: true },
+            };
+            self.welcome_room(w, room_id, now);
+        } else {
+            self.room_joined(conn, room_id, false, now);
+            self.replay(conn, room_id, since, now, archive);
+        }
         let announce = !already
             && room_id != self.lobby
             && self
@@ -265,6 +275,7 @@ impl Hub {
         if announce {
             self.push(Self::to_room(room_id), now, Event::Notice { text });
         }
+        self.unwatch_if_no_local(room_id);
         self.drop_room_if_unused(room_id);
     }
 
@@ -323,6 +334,20 @@ impl Hub {
         if topic.len() > MAX_TOPIC_BYTES {
             let text = format!("A topic has at most {MAX_TOPIC_BYTES} bytes.");
             self.error(conn, ErrorCode::BadFormat, text, now);
+            return;
+        }
+        if self.cfg.cluster && self.cluster_up {
+            // Set on every node (this one too) when it comes back.
+            let msg = Rc::new(Message {
+                ts_ms: now.unix_ms,
+                event: Event::Topic {
+                    room: name.clone(),
+                    topic,
+                    by,
+                },
+                room: Some(RoomTag { name, seq: None }),
+            });
+            self.outbox.push(Pending::Post(msg));
             return;
         }
         r.topic = topic.clone();

@@ -64,6 +64,10 @@ enum Seen {
     Joined(ConnId, String),
     Refused(ConnId, ErrorCode),
     Gone(ConnId, String, LeaveReason),
+    Claim(ConnId, String),
+    Post(Event),
+    Private(ConnId, String, String),
+    Watch(String, bool),
 }
 
 fn effects(h: &mut Hub) -> Vec<Seen> {
@@ -77,6 +81,12 @@ fn effects(h: &mut Hub) -> Vec<Seen> {
             Effect::Gone {
                 conn, name, why, ..
             } => Seen::Gone(conn, name.to_owned(), why),
+            Effect::Claim { conn, name, .. } => Seen::Claim(conn, name.to_owned()),
+            Effect::Post { msg } => Seen::Post(msg.event.clone()),
+            Effect::Private { conn, to, text, .. } => {
+                Seen::Private(conn, to.to_owned(), text.to_owned())
+            }
+            Effect::Watch { room, on } => Seen::Watch(room.to_owned(), on),
         })
     });
     v
@@ -545,6 +555,7 @@ fn effects_come_out_in_production_order() {
             Seen::Deliver(_, Event::Chat { .. }) => "chat",
             Seen::Deliver(_, Event::Presence { .. }) => "presence",
             Seen::Deliver(..) => "other",
+            Seen::Claim(..) | Seen::Post(..) | Seen::Private(..) | Seen::Watch(..) => "cluster",
         })
         .collect();
     // Recipients are resolved when drained: a's own join notice and chat
@@ -869,4 +880,191 @@ fn a_bad_room_name_is_not_echoed_back() {
         Event::Error { text, .. } => text.len() < 100,
         _ => true,
     }));
+}
+
+// ---- cluster mode -----------------------------------------------------------
+
+fn cluster_hub() -> Hub {
+    let mut h = Hub::new(HubConfig {
+        cluster: true,
+        ..HubConfig::default()
+    });
+    h.set_cluster_up(true, now());
+    h
+}
+
+fn chat_msg(room: &str, seq: u64, from: &str, text: &str) -> Message {
+    Message {
+        ts_ms: 1,
+        event: Event::Chat {
+            from: from.into(),
+            text: text.into(),
+        },
+        room: Some(RoomTag {
+            name: room.into(),
+            seq: Some(seq),
+        }),
+    }
+}
+
+#[test]
+fn cluster_join_waits_for_the_claim_and_the_lobby_load() {
+    let mut h = cluster_hub();
+    join(&mut h, 1, "ann", true);
+    assert_eq!(
+        effects(&mut h),
+        vec![Seen::Claim(id(1), "ann".into())],
+        "nothing but the claim until the cluster answers"
+    );
+    // Someone else on this node asking for the same name meanwhile is refused.
+    join(&mut h, 2, "ANN", true);
+    assert!(
+        effects(&mut h).contains(&Seen::Refused(id(2), ErrorCode::NameTaken)),
+        "a name being claimed counts as taken"
+    );
+    assert!(h.claim_answered(id(1), true, now()));
+    let seen = effects(&mut h);
+    assert_eq!(seen.first(), Some(&Seen::Joined(id(1), "ann".into())));
+    assert!(seen.contains(&Seen::Watch("#lobby".into(), true)));
+    // The lobby loads: history and seq come from the cluster.
+    h.room_synced(
+        "#lobby",
+        7,
+        vec![chat_msg("#lobby", 7, "zed", "hi")],
+        None,
+        now(),
+    );
+    assert_eq!(h.name_of(id(1)), Some("ann"));
+}
+
+#[test]
+fn cluster_refused_claim_is_name_taken_and_a_late_answer_is_released() {
+    let mut h = cluster_hub();
+    join(&mut h, 1, "ann", false);
+    effects(&mut h);
+    assert!(h.claim_answered(id(1), false, now()));
+    let seen = effects(&mut h);
+    assert_eq!(
+        seen.first(),
+        Some(&Seen::Refused(id(1), ErrorCode::NameTaken))
+    );
+    // A connection that left before its answer: the caller releases the name.
+    join(&mut h, 2, "bea", false);
+    effects(&mut h);
+    h.handle_left(id(2), LeaveReason::Closed, now());
+    assert!(!h.claim_answered(id(2), true, now()));
+    assert_eq!(h.user_count(), 0);
+}
+
+#[test]
+fn cluster_lines_are_posted_and_delivered_only_when_they_come_back() {
+    let mut h = cluster_hub();
+    join(&mut h, 1, "ann", false);
+    h.claim_answered(id(1), true, now());
+    h.room_synced("#lobby", 0, Vec::new(), None, now());
+    effects(&mut h);
+    say(&mut h, 1, "hello", now());
+    let seen = effects(&mut h);
+    assert!(
+        matches!(seen.as_slice(), [Seen::Post(Event::Chat { text, .. })] if text == "hello"),
+        "posted, not delivered: {seen:?}"
+    );
+    h.ingest(chat_msg("#lobby", 1, "ann", "hello"));
+    let seen = effects(&mut h);
+    assert!(seen.contains(&Seen::Persist(Event::Chat {
+        from: "ann".into(),
+        text: "hello".into()
+    })));
+    assert!(seen.iter().any(
+        |s| matches!(s, Seen::Deliver(to, Event::Chat { text, .. }) if to == &vec![id(1)] && text == "hello")
+    ));
+    // A duplicate (seq not above the room's) is dropped.
+    h.ingest(chat_msg("#lobby", 1, "ann", "hello"));
+    assert!(effects(&mut h).is_empty());
+}
+
+#[test]
+fn cluster_private_to_a_remote_user_asks_the_cluster() {
+    let mut h = cluster_hub();
+    join(&mut h, 1, "ann", false);
+    h.claim_answered(id(1), true, now());
+    effects(&mut h);
+    private(&mut h, 1, "Bob", "psst");
+    assert_eq!(
+        effects(&mut h),
+        vec![Seen::Private(id(1), "Bob".into(), "psst".into())]
+    );
+    h.private_answered(id(1), "Bob", "psst".into(), Some("bob".into()), now());
+    assert!(effects(&mut h).iter().any(|s| matches!(
+        s,
+        Seen::Deliver(_, Event::PrivateSent { to, .. }) if to == "bob"
+    )));
+    h.private_answered(id(1), "nobody", "x".into(), None, now());
+    assert!(effects(&mut h).iter().any(|s| matches!(
+        s,
+        Seen::Deliver(
+            _,
+            Event::Error {
+                code: ErrorCode::UnknownUser,
+                ..
+            }
+        )
+    )));
+    // And one from another node reaches the local user.
+    assert!(h.deliver_private("ann", "bob".into(), "yo".into(), now()));
+    assert!(!h.deliver_private("carl", "bob".into(), "yo".into(), now()));
+}
+
+#[test]
+fn cluster_out_of_reach_serves_locally_and_catches_up_after() {
+    let mut h = cluster_hub();
+    join(&mut h, 1, "ann", false);
+    // The cluster goes away while the claim is in flight: decided here.
+    h.set_cluster_up(false, now());
+    assert_eq!(h.name_of(id(1)), Some("ann"));
+    effects(&mut h);
+    // Local chat goes on, numbered here.
+    say(&mut h, 1, "alone", now());
+    assert!(
+        effects(&mut h)
+            .iter()
+            .any(|s| matches!(s, Seen::Deliver(_, Event::Chat { text, .. }) if text == "alone"))
+    );
+    // Back: the lobby's first load is history, not news.
+    h.set_cluster_up(true, now());
+    h.room_synced(
+        "#lobby",
+        3,
+        vec![chat_msg("#lobby", 3, "zed", "z")],
+        None,
+        now(),
+    );
+    assert!(
+        !effects(&mut h)
+            .iter()
+            .any(|s| matches!(s, Seen::Deliver(_, Event::Chat { .. }))),
+        "a first load is history, not news"
+    );
+    // Synced again later (a reconnect): lines after what the room had are news,
+    // and a hole before them is announced.
+    h.room_synced(
+        "#lobby",
+        6,
+        vec![
+            chat_msg("#lobby", 5, "zed", "five"),
+            chat_msg("#lobby", 6, "zed", "six"),
+        ],
+        None,
+        now(),
+    );
+    let seen = effects(&mut h);
+    let texts: Vec<&str> = seen
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Deliver(_, Event::Chat { text, .. }) => Some(text.as_str()),
+            Seen::Deliver(_, Event::Notice { text }) if text.contains("could not") => Some("gap"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, vec!["five", "six", "gap"]);
 }

@@ -33,6 +33,8 @@ pub enum Timer {
     StoreSync,
     /// The history store's retention sweep.
     StoreExpire,
+    /// The cluster node's next timer (name refresh, reply timeout, ping).
+    Cluster,
 }
 
 /// One scheduled deadline, as returned by [`Deadlines::schedule`]; pass it to

@@ -18,41 +18,52 @@ impl Server {
         let offset = self.core.clock.offset_secs();
         let conns = &mut self.conns;
         let core = &mut self.core;
-        self.hub.drain_effects(|effect| match effect {
-            Effect::Deliver { to, msg, rooms } => {
-                let mut enc = Encoded::new(msg, offset, rooms);
-                for &id in to {
-                    send_one(conns, core, id, &mut enc, &mut buf);
-                }
+        let cluster = &mut self.cluster;
+        let now = core.now.mono;
+        self.hub.drain_effects(|effect| {
+            if let Some(cl) = cluster.as_mut() {
+                cl.on_effect(&effect, now);
             }
-            Effect::Joined { conn, name, .. } => {
-                if let Some(c) = lookup(conns, conn) {
-                    info!("{conn:?} {}: joined as {name} ({})", c.peer, c.protocol());
-                    if c.session.on_join_outcome(true) {
+            match effect {
+                Effect::Deliver { to, msg, rooms } => {
+                    let mut enc = Encoded::new(msg, offset, rooms);
+                    for &id in to {
+                        send_one(conns, core, id, &mut enc, &mut buf);
+                    }
+                }
+                Effect::Joined { conn, name, .. } => {
+                    if let Some(c) = lookup(conns, conn) {
+                        info!("{conn:?} {}: joined as {name} ({})", c.peer, c.protocol());
+                        if c.session.on_join_outcome(true) {
+                            core.resume.push(c.key());
+                        }
+                    }
+                }
+                Effect::JoinRefused { conn, .. } => {
+                    if let Some(c) = lookup(conns, conn)
+                        && c.session.on_join_outcome(false)
+                    {
                         core.resume.push(c.key());
                     }
                 }
-            }
-            Effect::JoinRefused { conn, .. } => {
-                if let Some(c) = lookup(conns, conn)
-                    && c.session.on_join_outcome(false)
-                {
-                    core.resume.push(c.key());
+                Effect::Persist { msg } => {
+                    if let (Some(store), Some(rec)) = (&mut core.store, history::record_of(msg))
+                        && let Err(e) = store.append(&rec)
+                    {
+                        log::debug!("history: {} seq {} not stored: {e:?}", rec.room, rec.seq);
+                    }
                 }
+                Effect::Gone {
+                    conn, name, why, ..
+                } => match lookup(conns, conn) {
+                    Some(c) => info!("{conn:?} {}: {name} left ({})", c.peer, why.as_str()),
+                    None => info!("{conn:?}: {name} left ({})", why.as_str()),
+                },
+                Effect::Claim { .. }
+                | Effect::Post { .. }
+                | Effect::Private { .. }
+                | Effect::Watch { .. } => {}
             }
-            Effect::Persist { msg } => {
-                if let (Some(store), Some(rec)) = (&mut core.store, history::record_of(msg))
-                    && let Err(e) = store.append(&rec)
-                {
-                    log::debug!("history: {} seq {} not stored: {e:?}", rec.room, rec.seq);
-                }
-            }
-            Effect::Gone {
-                conn, name, why, ..
-            } => match lookup(conns, conn) {
-                Some(c) => info!("{conn:?} {}: {name} left ({})", c.peer, why.as_str()),
-                None => info!("{conn:?}: {name} left ({})", why.as_str()),
-            },
         });
         self.core.enc = buf;
     }

@@ -486,6 +486,14 @@ impl OutboundLink {
         self.state.deadline()
     }
 
+    /// The owner gave up on this connection (a protocol error, a peer that
+    /// stopped answering): closed, and retried after a backoff.
+    pub fn fail(&mut self, registry: &Registry, now: Instant) -> Option<Instant> {
+        let next = self.state.on_error(now);
+        self.apply(next, registry, now);
+        self.state.deadline()
+    }
+
     /// The link's timer fired: connect timeout or the end of a backoff.
     pub fn on_timer(&mut self, registry: &Registry, now: Instant) -> Option<Instant> {
         let next = self.state.on_timer(now);

@@ -31,6 +31,7 @@
 
 mod accept;
 mod clock;
+mod cluster;
 // Some of its API waits for the outbound links that will use it.
 #[allow(dead_code)]
 mod deadlines;
@@ -41,6 +42,7 @@ mod history;
 // one, and use the parts of its API that nothing calls yet.
 #[allow(dead_code)]
 mod link;
+mod listen;
 mod signals;
 mod timers;
 pub mod token;
@@ -65,6 +67,7 @@ use crate::web::static_files::StaticFiles;
 
 use clock::Clock;
 use deadlines::{Deadlines, Timer};
+use listen::listen;
 use token::Token2;
 
 /// Size of the loop-owned read buffer every connection reads into.
@@ -214,6 +217,10 @@ pub struct Server {
     drain: Option<Drain>,
     /// Connections the server opened itself (see the module docs).
     links: Vec<link::OutboundLink>,
+    /// Link deadlines to keep in `timers` once the links are no longer borrowed.
+    timers_for_link: Vec<(usize, Option<Instant>)>,
+    /// The cluster node (`--redis`).
+    cluster: Option<cluster::Cluster>,
     core: Core,
 }
 
@@ -234,10 +241,15 @@ impl Server {
             None => StaticFiles::embedded(),
         };
         let poll = Poll::new().map_err(ServerError::Io)?;
+        let reuse = cfg.reuse_port;
         let mut listeners = vec![
-            listen(SocketAddr::new(cfg.host, cfg.tcp_port), "--tcp-port")?,
-            listen(SocketAddr::new(cfg.host, cfg.ws_port), "--ws-port")?,
-            listen(SocketAddr::new(cfg.host, cfg.http_port), "--http-port")?,
+            listen(SocketAddr::new(cfg.host, cfg.tcp_port), "--tcp-port", reuse)?,
+            listen(SocketAddr::new(cfg.host, cfg.ws_port), "--ws-port", reuse)?,
+            listen(
+                SocketAddr::new(cfg.host, cfg.http_port),
+                "--http-port",
+                reuse,
+            )?,
         ];
         for (i, l) in listeners.iter_mut().enumerate() {
             poll.registry()
@@ -258,6 +270,7 @@ impl Server {
         // client's `since` from an earlier run is answered with `gap`.
         let mut hub_cfg = cfg.hub.clone();
         hub_cfg.epoch = new_epoch(unix_ms);
+        hub_cfg.cluster = cfg.redis.is_some();
         let mut hub = Hub::new(hub_cfg);
         let store = match &cfg.data_dir {
             Some(dir) => Some(open_history(&cfg, dir, &mut hub, now, unix_ms)?),
@@ -303,8 +316,18 @@ impl Server {
             signals: None,
             drain: None,
             links: Vec::new(),
+            timers_for_link: Vec::new(),
+            cluster: None,
             core,
         })
+        .map(|mut server| {
+            server.start_cluster();
+            server
+        })
+    }
+
+    fn hub_epoch(&self) -> String {
+        self.hub.epoch().to_owned()
     }
 
     /// The addresses actually bound.
@@ -562,6 +585,8 @@ impl Server {
                         }
                     }
                 }
+                // The node's timers run in `pump_cluster`, every turn.
+                Timer::Cluster => {}
                 Timer::Link(i) => {
                     let registry = self.poll.registry();
                     let next = self
@@ -580,6 +605,7 @@ impl Server {
     /// their sessions.
     fn settle(&mut self) {
         loop {
+            self.pump_cluster();
             self.reap();
             self.hub.end_turn(self.core.now);
             self.deliver();
@@ -587,10 +613,12 @@ impl Server {
             if self.core.books.dead.is_empty()
                 && self.core.books.ended.is_empty()
                 && !self.hub.has_effects()
+                && !self.cluster_has_news()
             {
                 break;
             }
         }
+        self.flush_cluster();
     }
 
     /// Zero while work is pending, else time to the nearest deadline.
@@ -855,39 +883,6 @@ fn unix_ms() -> u64 {
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
-
-/// Pending connections the kernel may queue before `accept` (capped by
-/// `net.core.somaxconn`, 4096 on current Linux).
-const LISTEN_BACKLOG: i32 = 1024;
-
-fn listen(addr: SocketAddr, flag: &'static str) -> Result<TcpListener, ServerError> {
-    let listener =
-        TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, flag, source })?;
-    raise_backlog(&listener);
-    Ok(listener)
-}
-
-/// mio listens with a backlog of 128. A join storm (hundreds of clients connecting
-/// at once while a turn is busy) overflows that, and every dropped SYN stalls its
-/// client for the 1 s retransmit timeout. Calling `listen(2)` again on a listening
-/// socket only changes its backlog (Linux, BSDs, macOS). Best effort: on failure
-/// the listener keeps working with the smaller queue.
-#[cfg(unix)]
-fn raise_backlog(listener: &TcpListener) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: `listen` takes a descriptor and an integer and touches no memory;
-    // the descriptor is owned by `listener` and open for this whole call.
-    let rc = unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) };
-    if rc != 0 {
-        debug!(
-            "listen backlog stays at mio's default: {}",
-            io::Error::last_os_error()
-        );
-    }
-}
-
-#[cfg(not(unix))]
-fn raise_backlog(_listener: &TcpListener) {}
 
 impl Port {
     fn from_listener(i: usize) -> Port {

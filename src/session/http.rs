@@ -222,6 +222,30 @@ fn stats_json(s: &StatsView) -> Vec<u8> {
             out.push(b'}');
         }
     }
+    if let Some(c) = &s.cluster {
+        out.extend_from_slice(b",\"cluster\":{\"node\":");
+        json::write_str(&mut out, &c.node);
+        out.extend_from_slice(b",\"redis\":");
+        json::write_str(&mut out, &c.redis);
+        out.extend_from_slice(b",\"up\":");
+        out.extend_from_slice(if c.up { b"true" } else { b"false" });
+        for (key, value) in [
+            ("connects", c.connects),
+            ("posted", c.posted),
+            ("received", c.received),
+            ("gaps_filled", c.gaps_filled),
+            ("gaps_lost", c.gaps_lost),
+            ("rtt_us", c.rtt_us),
+            ("watched_rooms", c.watched_rooms as u64),
+            ("local_names", c.local_names as u64),
+        ] {
+            out.push(b',');
+            json::write_str(&mut out, key);
+            out.push(b':');
+            write_number(&mut out, value);
+        }
+        out.push(b'}');
+    }
     out.push(b'}');
     out
 }
@@ -317,6 +341,47 @@ fn metrics_text(s: &StatsView) -> Vec<u8> {
             &[("", h.dropped_records)],
         );
     }
+    if let Some(c) = &s.cluster {
+        metric(
+            "cluster_up",
+            "gauge",
+            "1 while the link to Redis is connected.",
+            &[("", u64::from(c.up))],
+        );
+        metric(
+            "cluster_connects_total",
+            "counter",
+            "Connections made to Redis (the first and every reconnect).",
+            &[("", c.connects)],
+        );
+        metric(
+            "cluster_posted_total",
+            "counter",
+            "Room lines sent to the cluster.",
+            &[("", c.posted)],
+        );
+        metric(
+            "cluster_received_total",
+            "counter",
+            "Messages received from the cluster.",
+            &[("", c.received)],
+        );
+        metric(
+            "cluster_gaps_total",
+            "counter",
+            "Room lines missed on the subscription: filled from the stream, or lost.",
+            &[
+                ("{outcome=\"filled\"}", c.gaps_filled),
+                ("{outcome=\"lost\"}", c.gaps_lost),
+            ],
+        );
+        metric(
+            "cluster_redis_rtt_microseconds",
+            "gauge",
+            "Round-trip time of the latest Redis reply.",
+            &[("", c.rtt_us)],
+        );
+    }
     out.into_bytes()
 }
 
@@ -367,6 +432,14 @@ mod tests {
             accepted: 3,
             refused: 1,
             uptime_secs: 5,
+            cluster: Some(super::super::ClusterView {
+                node: "n1".into(),
+                redis: "redis://127.0.0.1:6379/0".into(),
+                up: true,
+                connects: 2,
+                rtt_us: 150,
+                ..Default::default()
+            }),
             history: Some(super::super::HistoryView {
                 fsync: "always",
                 degraded: true,
@@ -386,6 +459,10 @@ mod tests {
         assert_eq!(v["history"]["persistent"], true);
         assert_eq!(v["history"]["degraded"], true);
         assert_eq!(v["history"]["dropped_records"], 4);
+        assert_eq!(v["cluster"]["node"], "n1");
+        assert_eq!(v["cluster"]["up"], true);
+        assert_eq!(v["cluster"]["connects"], 2);
+        assert_eq!(v["cluster"]["rtt_us"], 150);
     }
 
     #[test]

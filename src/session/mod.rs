@@ -57,6 +57,26 @@ pub struct StatsView {
     pub uptime_secs: u64,
     /// The durable history, when there is one.
     pub history: Option<HistoryView>,
+    /// The cluster link, with `--redis`.
+    pub cluster: Option<ClusterView>,
+}
+
+/// The cluster node's figures for `/stats` and `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterView {
+    pub node: String,
+    /// The Redis target, password redacted.
+    pub redis: String,
+    /// The command link is connected.
+    pub up: bool,
+    pub connects: u64,
+    pub posted: u64,
+    pub received: u64,
+    pub gaps_filled: u64,
+    pub gaps_lost: u64,
+    pub rtt_us: u64,
+    pub watched_rooms: usize,
+    pub local_names: usize,
 }
 
 /// The history store's figures for `/stats`.

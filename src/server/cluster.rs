@@ -1,0 +1,275 @@
+//! The loop's side of the cluster (`--redis`): two outbound links to Redis
+//! carry the bytes of [`Node`] (commands on one, subscriptions on the
+//! other); the hub's cluster effects go to the node, and what the node
+//! hears goes to the hub, in order. No chat rule lives here.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use log::warn;
+
+use super::{Server, history, link};
+use crate::cluster::node::{Node, NodeConfig, ToHub};
+use crate::hub::{Effect, Event};
+
+/// The node and its two links.
+pub(crate) struct Cluster {
+    pub node: Node,
+    cmd: usize,
+    sub: usize,
+    cmd_up: bool,
+    sub_up: bool,
+}
+
+impl Cluster {
+    /// Passes one hub effect to the node; false when it is not a cluster effect.
+    pub fn on_effect(&mut self, effect: &Effect<'_>, now: Instant) -> bool {
+        let node = &mut self.node;
+        match *effect {
+            Effect::Claim { conn, name, folded } => node.claim(conn, name, folded, now),
+            Effect::Joined { conn, name, .. } => node.joined(conn, name, now),
+            Effect::Gone { conn, .. } => node.gone(conn, now),
+            Effect::Post { msg } => {
+                let room = msg.room.as_ref().map(|t| t.name.clone());
+                match (&msg.event, room) {
+                    (Event::Chat { from, text }, Some(room)) => {
+                        node.post_line(&room, msg.ts_ms, from, text, now);
+                    }
+                    (Event::Topic { topic, by, .. }, Some(room)) => {
+                        node.post_topic(&room, msg.ts_ms, by, topic, now);
+                    }
+                    _ => {}
+                }
+            }
+            Effect::Private {
+                conn,
+                to,
+                from,
+                text,
+            } => node.private(conn, to, from, text, now),
+            Effect::Watch { room, on } => node.watch(room, on, now),
+            _ => return false,
+        }
+        true
+    }
+}
+
+impl Server {
+    /// Opens the two links to Redis (`--redis`); the node connects in the
+    /// background and the server serves its users meanwhile.
+    pub(super) fn start_cluster(&mut self) {
+        let Some(target) = self.core.cfg.redis.clone() else {
+            return;
+        };
+        let addr = match target.resolve() {
+            Ok(a) => a,
+            Err(e) => {
+                warn!("cluster: cannot resolve {target}: {e}; serving alone");
+                return;
+            }
+        };
+        let cfg = NodeConfig {
+            node_id: self.core.cfg.node_id.clone(),
+            user: target.user.clone(),
+            password: target.password.clone(),
+            db: target.db,
+            claim_ttl: Duration::from_secs(60),
+            stream_maxlen: 10_000,
+            load_lines: self.core.cfg.hub.ring_capacity.max(1),
+            fresh_epoch: self.hub_epoch(),
+        };
+        let now = Instant::now();
+        let link_cfg = link::LinkConfig {
+            connect_timeout: Duration::from_secs(2),
+            backoff_base: Duration::from_millis(100),
+            backoff_cap: Duration::from_secs(2),
+            max_out_bytes: 64 << 20,
+            max_in_bytes: 16 << 20,
+            ..link::LinkConfig::default()
+        };
+        let (Some(cmd), Some(sub)) = (
+            self.open_link(addr, link_cfg),
+            self.open_link(addr, link_cfg),
+        ) else {
+            warn!("cluster: no link tokens left; serving alone");
+            return;
+        };
+        self.core.stats_view.cluster = Some(crate::session::ClusterView {
+            node: self.core.cfg.node_id.clone(),
+            redis: target.to_string(),
+            ..Default::default()
+        });
+        self.cluster = Some(Cluster {
+            node: Node::new(cfg, now),
+            cmd,
+            sub,
+            cmd_up: false,
+            sub_up: false,
+        });
+    }
+
+    /// Moves the cluster's bytes and news: link state changes, input to the
+    /// node, what the node heard to the hub, the node's output to the links.
+    pub(super) fn pump_cluster(&mut self) {
+        let Some(cl) = self.cluster.as_mut() else {
+            return;
+        };
+        let now = self.core.now.mono;
+        let registry = self.poll.registry();
+        for (i, is_cmd) in [(cl.cmd, true), (cl.sub, false)] {
+            let Some(link) = self.links.get_mut(i) else {
+                continue;
+            };
+            let connected = link.state().is_connected();
+            let was = if is_cmd { cl.cmd_up } else { cl.sub_up };
+            if connected != was {
+                if is_cmd {
+                    cl.cmd_up = connected;
+                } else {
+                    cl.sub_up = connected;
+                }
+                // What was queued for the old connection means nothing now.
+                link.state_mut().clear_output();
+                let n = link.state().input().len();
+                link.state_mut().consume_input(n);
+                match (is_cmd, connected) {
+                    (true, true) => cl.node.on_cmd_connected(now),
+                    (true, false) => cl.node.on_cmd_lost(),
+                    (false, true) => cl.node.on_sub_connected(now),
+                    (false, false) => cl.node.on_sub_lost(),
+                }
+            }
+            if !connected {
+                continue;
+            }
+            loop {
+                let input = link.state().input();
+                if input.is_empty() {
+                    break;
+                }
+                let used = if is_cmd {
+                    cl.node.on_cmd_input(input, now)
+                } else {
+                    cl.node.on_sub_input(input, now)
+                };
+                match used {
+                    Ok(n) => link.state_mut().consume_input(n),
+                    Err(e) => {
+                        warn!("cluster: link to Redis dropped: {e}");
+                        let next = link.fail(registry, now);
+                        self.timers_for_link.push((i, next));
+                        break;
+                    }
+                }
+                if !link.read_paused() {
+                    break;
+                }
+                let next = link.read(registry, now, &mut self.scratch);
+                self.timers_for_link.push((i, next));
+            }
+        }
+        let (restart_cmd, restart_sub) = cl.node.on_tick(now);
+        for (i, restart) in [(cl.cmd, restart_cmd), (cl.sub, restart_sub)] {
+            if restart && let Some(link) = self.links.get_mut(i) {
+                warn!("cluster: Redis stopped answering; reconnecting");
+                let next = link.fail(registry, now);
+                self.timers_for_link.push((i, next));
+            }
+        }
+        if let Some(v) = self.core.stats_view.cluster.as_mut() {
+            let st = cl.node.stats;
+            let (rooms, names) = cl.node.counts();
+            v.up = cl.cmd_up;
+            v.connects = st.connects;
+            v.posted = st.posted;
+            v.received = st.received;
+            v.gaps_filled = st.gaps_filled;
+            v.gaps_lost = st.gaps_lost;
+            v.rtt_us = st.rtt_us;
+            v.watched_rooms = rooms;
+            v.local_names = names;
+        }
+        let news = cl.node.take_to_hub();
+        for n in news {
+            self.tell_hub(n);
+        }
+        self.flush_cluster();
+    }
+
+    /// The node's output to its links, written now.
+    pub(super) fn flush_cluster(&mut self) {
+        let Some(cl) = self.cluster.as_mut() else {
+            return;
+        };
+        let now = self.core.now.mono;
+        let registry = self.poll.registry();
+        for (i, bytes) in [
+            (cl.cmd, cl.node.take_cmd_output()),
+            (cl.sub, cl.node.take_sub_output()),
+        ] {
+            let Some(link) = self.links.get_mut(i) else {
+                continue;
+            };
+            if !bytes.is_empty() && link.state().is_connected() {
+                if let Err(e) = link.state_mut().queue(Rc::from(bytes)) {
+                    warn!("cluster: link output full ({e}); reconnecting");
+                    let next = link.fail(registry, now);
+                    self.timers_for_link.push((i, next));
+                    continue;
+                }
+                let next = link.flush(registry, now);
+                self.timers_for_link.push((i, next));
+            }
+        }
+        if let Some(at) = cl.node.deadline() {
+            self.timers.set(super::deadlines::Timer::Cluster, at);
+        }
+        let pending = std::mem::take(&mut self.timers_for_link);
+        for (i, next) in pending {
+            self.set_link_timer(i, next);
+        }
+    }
+
+    /// True when the node has news the hub has not heard yet.
+    pub(super) fn cluster_has_news(&self) -> bool {
+        self.cluster.as_ref().is_some_and(|c| c.node.has_news())
+    }
+
+    fn tell_hub(&mut self, n: ToHub) {
+        let now = self.core.now;
+        match n {
+            ToHub::Up(up) => self.hub.set_cluster_up(up, now),
+            ToHub::Epoch(e) => self.hub.set_epoch(&e),
+            ToHub::ClaimAnswered { conn, granted } => {
+                let name = self.hub.pending_claim_name(conn);
+                if !self.hub.claim_answered(conn, granted, now)
+                    && granted
+                    && let (Some(cl), Some(name)) = (self.cluster.as_mut(), name)
+                {
+                    cl.node.release_unused(conn, &name, now.mono);
+                }
+            }
+            ToHub::Ingest(rec) => self.hub.ingest(history::message_of(rec)),
+            ToHub::Synced {
+                room,
+                seq,
+                lines,
+                topic,
+            } => {
+                let lines = lines.into_iter().map(history::message_of).collect();
+                self.hub.room_synced(&room, seq, lines, topic, now);
+            }
+            ToHub::Gap { room } => self.hub.room_gap(&room, now),
+            ToHub::PrivateAnswered {
+                conn,
+                to,
+                text,
+                reached,
+            } => self.hub.private_answered(conn, &to, text, reached, now),
+            ToHub::DeliverPrivate { folded, from, text } => {
+                self.hub.deliver_private(&folded, from, text, now);
+            }
+            ToHub::Unposted(rec) => self.hub.post_locally(history::message_of(rec), now),
+        }
+    }
+}
