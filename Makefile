@@ -9,6 +9,14 @@ run:
 	$(CARGO) build --release --bin multiuserchat
 	./target/release/multiuserchat --data-dir data $(ARGS)
 
+# NODES nodes on this machine sharing the usual ports (--reuse-port), joined
+# through a private redis-server on a free loopback port; each keeps its history
+# in data/nodeN. ARGS go to every node. Ctrl+C stops all of them.
+NODES ?= 2
+.PHONY: cluster
+cluster:
+	NODES=$(NODES) CARGO=$(CARGO) examples/cluster.sh $(ARGS)
+
 build:
 	$(CARGO) build --release --all-targets
 
