@@ -326,6 +326,79 @@ fn chat_load_rooms_run_keeps_messages_in_their_rooms() {
 }
 
 #[test]
+fn chat_load_spreads_clients_over_addresses_and_checks_one_order() {
+    let server = start_server();
+    let (tcp, ws) = (server.tcp.to_string(), server.ws.to_string());
+    let output = Command::new(env!("CARGO_BIN_EXE_chat-load"))
+        // The same server twice, once repeated, once comma-separated.
+        .args(["--addr", &tcp, "--addr", &tcp])
+        .args(["--ws-addr", &format!("{ws},{ws}"), "--proto", "mix"])
+        .args(["--clients", "40", "--senders", "4", "--messages", "25"])
+        .args(["--private", "10", "--timeout", "20", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chat-load");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let report: serde_json::Value = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("last line is not JSON ({e}): {stdout}"));
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for field in ["lost", "duplicated", "reordered", "misdelivered"] {
+        assert_eq!(report[field], 0, "{field}: {stdout}");
+    }
+    // Client i goes to entry i mod 2; mix makes clients 3, 7, 11, ... WebSocket,
+    // all odd: 20 TCP clients on the first entry, 10 on the second, 10 WebSocket
+    // clients on the second WebSocket entry.
+    let counts = |key: &str| -> Vec<(String, u64)> {
+        let list = report[key].as_array().cloned().unwrap_or_default();
+        list.iter()
+            .map(|a| {
+                let addr = a["addr"].as_str().unwrap_or_default().to_string();
+                (addr, a["clients"].as_u64().unwrap_or(0))
+            })
+            .collect()
+    };
+    assert_eq!(counts("addrs"), vec![(tcp.clone(), 20), (tcp.clone(), 10)]);
+    assert_eq!(counts("ws_addrs"), vec![(ws.clone(), 0), (ws.clone(), 10)]);
+    assert!(stdout.contains(&format!("{tcp} (20 clients), {tcp} (10 clients)")));
+    // One server, one order: every receiver got the broadcasts alike
+    // (private messages are left out of the comparison).
+    assert_eq!(report["order_same"], true, "{stdout}");
+    assert_eq!(report["order_receivers"], 40);
+    assert_eq!(report["order_left_out"], 0);
+    assert_eq!(report["order_distinct"], 1);
+    assert!(stdout.contains("same for 40 receivers"), "{stdout}");
+    assert!(report["private_sent"].as_u64().is_some_and(|n| n > 0));
+    drop(server);
+}
+
+#[test]
+fn chat_load_one_address_report_lists_no_addresses() {
+    let server = start_server();
+    let output = Command::new(env!("CARGO_BIN_EXE_chat-load"))
+        .args(["--addr", &server.tcp.to_string()])
+        .args(["--clients", "5", "--senders", "2", "--messages", "5"])
+        .args(["--timeout", "20", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chat-load");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let last = stdout.lines().last().unwrap_or_default();
+    let report: serde_json::Value = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("last line is not JSON ({e}): {stdout}"));
+    assert!(report.get("addrs").is_none() && report.get("ws_addrs").is_none());
+    assert!(!stdout.contains("addresses"), "{stdout}");
+    assert_eq!(report["order_same"], true);
+    assert_eq!(report["order_receivers"], 5);
+    drop(server);
+}
+
+#[test]
 fn chat_load_refuses_non_loopback_targets() {
     let output = Command::new(env!("CARGO_BIN_EXE_chat-load"))
         .args([

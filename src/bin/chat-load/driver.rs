@@ -1,9 +1,10 @@
 //! The load run itself: one `mio` poll loop driving every client.
 //!
 //! How it works:
-//! 1. Join phase: clients are started in order with at most `connect_window`
-//!    of them between `connect` and their welcome, so the server's listen
-//!    backlog is never overrun. Each one moves
+//! 1. Join phase: clients are started in order (client i to address i mod n,
+//!    see [`Options::target`]) with at most `connect_window` of them between
+//!    `connect` and their welcome, so the server's listen backlog is never
+//!    overrun. Each one moves
 //!    `Connecting → (WsHandshake) → Joining → Joined`; any failure ends the run.
 //! 2. Send phase: the first S clients send `L <sender> <seq> <send_nanos>`,
 //!    each keeping at most `window` of its own messages unacknowledged (its own
@@ -24,7 +25,10 @@
 //! reordered (the left-out ones as `skipped`); a private message that reaches
 //! anyone but its target, a confirmation anywhere but at its sender, or a
 //! message of the wrong kind counts as misdelivered. Whatever a receiver still
-//! misses at the end is lost. Reads go into one shared scratch buffer; only a
+//! misses at the end is lost. Each receiver also folds the `(sender, seq)` of
+//! every broadcast it takes in (duplicates aside) into a fingerprint; at the
+//! end the receivers of each room that got them all must hold the same one
+//! (see [`crate::order`]). Reads go into one shared scratch buffer; only a
 //! partial line or frame is kept per client; writes are coalesced per turn.
 //!
 //! Rooms (`--rooms N`): staying clients join with the rooms feature, then
@@ -60,8 +64,11 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
+use std::net::SocketAddr;
+
 use crate::hist::Histogram;
-use crate::opts::{Options, Proto};
+use crate::opts::{self, Options, Proto};
+use crate::order::{self, Fingerprint, Verdict};
 use crate::route::Route;
 use crate::wire::{self, Kind, Wire};
 
@@ -194,6 +201,12 @@ pub struct Outcome {
     pub send_secs: f64,
     pub delivery_secs: f64,
     pub latency: Histogram,
+    /// The same-order check over the receivers of each room (see [`crate::order`]).
+    pub order: Verdict,
+    /// Each TCP address with the staying clients it got.
+    pub addrs: Vec<(SocketAddr, usize)>,
+    /// Each WebSocket address with the staying clients it got.
+    pub ws_addrs: Vec<(SocketAddr, usize)>,
 }
 
 pub struct Load {
@@ -212,6 +225,8 @@ pub struct Load {
     /// Deliveries accounted for in order or by skipping (the seqs below `next`
     /// that reach their receiver, summed).
     progress: u64,
+    /// Per staying client: the order of the broadcasts it got (see [`crate::order`]).
+    order: Vec<Fingerprint>,
     churn: Churn,
     scratch: Vec<u8>,
     dirty: Vec<usize>,
@@ -278,6 +293,7 @@ impl Load {
             senders: vec![SenderState::default(); opts.senders],
             next: vec![0; opts.clients * opts.senders],
             progress: 0,
+            order: vec![Fingerprint::new(); opts.clients],
             churn: Churn {
                 rate: opts.churn,
                 slots: (0..cap).map(|_| None).collect(),
@@ -465,7 +481,7 @@ impl Load {
         let n = self.churn.started;
         self.churn.started += 1;
         self.churn.active += 1;
-        let kinds: &[Wire] = if self.opts.ws_addr.is_some() {
+        let kinds: &[Wire] = if !self.opts.ws_addrs.is_empty() {
             &[Wire::Json, Wire::Text, Wire::Ws]
         } else {
             &[Wire::Json, Wire::Text]
@@ -485,9 +501,9 @@ impl Load {
                 voluntary,
             });
         }
-        let addr = match wire {
-            Wire::Ws => self.opts.ws_addr.unwrap_or(self.opts.addr),
-            _ => self.opts.addr,
+        // Cycle n goes to address n mod count, as staying client n would.
+        let Some(addr) = self.opts.target(n as usize, wire == Wire::Ws) else {
+            return self.churn_end(i, Some("no address to connect to".into()));
         };
         let mut stream = match TcpStream::connect(addr) {
             Ok(s) => s,
@@ -651,9 +667,8 @@ impl Load {
             let Some(client) = self.clients.get(i) else {
                 break;
             };
-            let addr = match client.wire {
-                Wire::Ws => self.opts.ws_addr.unwrap_or(self.opts.addr),
-                _ => self.opts.addr,
+            let Some(addr) = self.opts.target(i, client.wire == Wire::Ws) else {
+                return Err(format!("client {i}: no address to connect to"));
             };
             let mut stream = TcpStream::connect(addr).map_err(|e| {
                 format!(
@@ -742,7 +757,14 @@ impl Load {
         if c.wire == Wire::Ws {
             let salt = self.rng.rotate_left(17) ^ i as u64;
             let key = wire::ws_key(self.rng, salt);
-            let host = self.opts.ws_addr.unwrap_or(self.opts.addr).to_string();
+            // The address this client connected to (one of several with --ws-addr A,B).
+            let host = c
+                .stream
+                .as_ref()
+                .and_then(|s| s.peer_addr().ok())
+                .or_else(|| self.opts.target(i, true))
+                .map(|a| a.to_string())
+                .unwrap_or_default();
             c.out
                 .extend_from_slice(&wire::ws_request(&host, &self.opts.ws_path, &key));
             c.state = State::WsHandshake;
@@ -1203,6 +1225,11 @@ impl Load {
         *next = q + 1;
         let advanced = *next;
         self.progress += left_out + 1;
+        if kind == Kind::Chat
+            && let Some(fp) = self.order.get_mut(r)
+        {
+            fp.fold(s as u64, u64::from(q));
+        }
         self.latency.record(now.saturating_sub(t));
         if r == s
             && let Some(st) = self.senders.get_mut(s)
@@ -1315,7 +1342,43 @@ impl Load {
             send_secs,
             delivery_secs,
             latency: std::mem::replace(&mut self.latency, Histogram::new()),
+            order: self.order_verdict(),
+            addrs: opts::tally(
+                &self.opts.addrs,
+                (0..self.opts.clients).filter(|&i| !self.is_ws(i)),
+            ),
+            ws_addrs: opts::tally(
+                &self.opts.ws_addrs,
+                (0..self.opts.clients).filter(|&i| self.is_ws(i)),
+            ),
         }
+    }
+
+    fn is_ws(&self, i: usize) -> bool {
+        self.clients.get(i).is_some_and(|c| c.wire == Wire::Ws)
+    }
+
+    /// Compares the receivers' orders, room by room (one group without rooms).
+    /// Every broadcast was sent after the whole join phase, so each receiver
+    /// of a room is owed all of that room's broadcasts.
+    fn order_verdict(&self) -> Verdict {
+        let group = |i: usize| self.route.room(i).unwrap_or(0);
+        let mut owed = vec![0u64; self.opts.rooms.max(1)];
+        for (s, st) in self.senders.iter().enumerate() {
+            if let Some(o) = owed.get_mut(group(s)) {
+                *o += self.route.broadcasts(s, u64::from(st.sent));
+            }
+        }
+        order::compare(
+            &self.order,
+            group,
+            |g| owed.get(g).copied().unwrap_or(0),
+            |i| {
+                self.clients
+                    .get(i)
+                    .is_some_and(|c| c.state == State::Joined && c.stream.is_some())
+            },
+        )
     }
 }
 
@@ -1355,13 +1418,23 @@ mod tests {
     use std::net::TcpListener;
     use std::sync::mpsc;
 
-    /// A thread-per-connection relay for `clients` clients: every line from
-    /// anyone goes `copies` times to everyone, in one global order. Ends when
-    /// every client has closed (or after a 20 s read timeout).
-    fn relay(listener: TcpListener, clients: usize, copies: usize) {
-        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    /// How the test relay passes lines on.
+    #[derive(Clone, Copy)]
+    enum Relay {
+        /// Every line `n` times to everyone, in one global order.
+        Copies(usize),
+        /// Every line once to everyone, but of two consecutive lines from
+        /// different connections the odd-numbered connections get the second
+        /// first: each sender's order stays intact, the total order differs.
+        Skew,
+    }
+
+    /// A thread-per-connection relay for `clients` clients (see [`Relay`]).
+    /// Ends when every client has closed (or after a 20 s read timeout).
+    fn relay(listener: TcpListener, clients: usize, mode: Relay) {
+        let (tx, rx) = mpsc::channel::<(usize, Vec<u8>)>();
         let mut outs = Vec::new();
-        for _ in 0..clients {
+        for k in 0..clients {
             let Ok((stream, _)) = listener.accept() else {
                 return;
             };
@@ -1374,29 +1447,69 @@ mod tests {
                 let mut reader = BufReader::new(stream);
                 let mut line = Vec::new();
                 while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
-                    if tx.send(std::mem::take(&mut line)).is_err() {
+                    if tx.send((k, std::mem::take(&mut line))).is_err() {
                         break;
                     }
                 }
             });
         }
         drop(tx);
-        for line in rx {
-            for out in &mut outs {
+        let to_all = |outs: &mut Vec<std::net::TcpStream>, line: &[u8], copies: usize| {
+            for out in outs.iter_mut() {
                 for _ in 0..copies {
-                    let _ = out.write_all(&line);
+                    let _ = out.write_all(line);
+                }
+            }
+        };
+        // Skew: a line waiting for the next one (at most 50 ms).
+        let mut held: Option<(usize, Vec<u8>)> = None;
+        loop {
+            match (rx.recv_timeout(Duration::from_millis(50)), mode) {
+                (Ok((_, line)), Relay::Copies(n)) => to_all(&mut outs, &line, n),
+                (Ok((k, line)), Relay::Skew) => match held.take() {
+                    Some((h, first)) if h != k => {
+                        for (j, out) in outs.iter_mut().enumerate() {
+                            let (a, b) = if j % 2 == 0 {
+                                (&first, &line)
+                            } else {
+                                (&line, &first)
+                            };
+                            let _ = out.write_all(a);
+                            let _ = out.write_all(b);
+                        }
+                    }
+                    Some((_, first)) => {
+                        to_all(&mut outs, &first, 1);
+                        held = Some((k, line));
+                    }
+                    None => held = Some((k, line)),
+                },
+                (Err(e), _) => {
+                    if let Some((_, first)) = held.take() {
+                        to_all(&mut outs, &first, 1);
+                    }
+                    if e == mpsc::RecvTimeoutError::Disconnected {
+                        break;
+                    }
                 }
             }
         }
     }
 
-    fn floor_run(copies: usize) -> Outcome {
+    /// A floor-mode run of 4 clients, 2 senders x 50 messages, against [`relay`];
+    /// with `twice` the relay's address is given twice (two clients each).
+    fn floor_run(mode: Relay, twice: bool) -> Outcome {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("local addr").to_string();
-        let server = std::thread::spawn(move || relay(listener, 4, copies));
+        let server = std::thread::spawn(move || relay(listener, 4, mode));
+        let addrs = if twice {
+            format!("{addr},{addr}")
+        } else {
+            addr
+        };
         let args = [
             "--addr",
-            &addr,
+            &addrs,
             "--floor",
             "--clients",
             "4",
@@ -1422,7 +1535,7 @@ mod tests {
 
     #[test]
     fn floor_mode_drives_a_plain_relay_with_the_same_checks() {
-        let o = floor_run(1);
+        let o = floor_run(Relay::Copies(1), false);
         assert_eq!(o.ending, Ending::Complete);
         assert_eq!((o.joined, o.messages_sent), (4, 100));
         assert_eq!((o.deliveries, o.expected), (400, 400));
@@ -1435,11 +1548,41 @@ mod tests {
         );
         assert_eq!(errors, (0, 0, 0, 0, 0));
         assert_eq!(o.latency.count(), 400);
+        assert!(o.order.same(), "{:?}", o.order);
+        assert_eq!((o.order.compared, o.order.left_out), (4, 0));
+        assert_eq!(o.addrs.len(), 1);
+        assert_eq!(o.addrs.first().map(|a| a.1), Some(4));
+    }
+
+    #[test]
+    fn one_address_twice_spreads_the_clients_and_keeps_one_order() {
+        let o = floor_run(Relay::Copies(1), true);
+        assert_eq!(o.ending, Ending::Complete);
+        assert_eq!((o.deliveries, o.expected, o.lost), (400, 400, 0));
+        let counts: Vec<usize> = o.addrs.iter().map(|a| a.1).collect();
+        assert_eq!(counts, vec![2, 2]);
+        assert!(o.ws_addrs.is_empty());
+        assert!(o.order.same(), "{:?}", o.order);
+        assert_eq!((o.order.compared, o.order.distinct), (4, 1));
+    }
+
+    #[test]
+    fn a_relay_that_reorders_between_senders_fails_the_order_check() {
+        let o = floor_run(Relay::Skew, false);
+        assert_eq!(o.ending, Ending::Complete);
+        // Every per-sender check passes: only the total order differs.
+        let errors = (o.lost, o.duplicated, o.reordered, o.unexpected);
+        assert_eq!(errors, (0, 0, 0, 0));
+        assert_eq!(o.deliveries, 400);
+        assert!(!o.order.same());
+        assert_eq!(o.order.compared, 4);
+        assert_eq!((o.order.distinct, o.order.groups_differing), (2, 1));
+        assert!(o.order.example.is_some());
     }
 
     #[test]
     fn floor_mode_counts_a_relay_that_sends_twice() {
-        let o = floor_run(2);
+        let o = floor_run(Relay::Copies(2), false);
         assert_eq!(o.ending, Ending::Complete);
         assert_eq!((o.expected, o.lost), (400, 0));
         // The run ends once every expected line has arrived, so the second
@@ -1568,6 +1711,9 @@ mod tests {
             o.misdelivered,
         );
         assert_eq!(errors, (0, 0, 0, 0, 0));
+        // One lock orders all writes: each room has one order.
+        assert!(o.order.same(), "{:?}", o.order);
+        assert_eq!((o.order.compared, o.order.distinct), (9, 1));
     }
 
     #[test]

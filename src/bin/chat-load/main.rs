@@ -27,8 +27,20 @@
 //! the clients of its room (the sender included), once and in order, and
 //! nobody else (a delivery elsewhere counts as misdelivered).
 //!
-//! Modules: [`opts`] (flags), [`driver`] (the poll loop, churn and the checks),
-//! [`route`] (which message goes to whom), [`wire`] (request encoding,
+//! Several servers joined into one chat (nodes of a cluster): `--addr` and
+//! `--ws-addr` take several addresses (repeated and/or comma-separated);
+//! client i connects to entry i mod n of the list for its wire (churn cycle k
+//! to entry k mod n), and the report lists each entry with its clients.
+//!
+//! Same order: besides exactly-once and each sender's order, every receiver of
+//! a room (everyone without rooms) must see that room's broadcasts in one and
+//! the same total order; private messages are left out. Receivers that stayed
+//! connected and got every broadcast are compared (see [`order`]); the report
+//! says `same for N receivers` or `DIFFERS (k distinct orders)`.
+//!
+//! Modules: [`opts`] (flags, address spreading), [`driver`] (the poll loop,
+//! churn and the checks), [`order`] (the same-order fingerprints), [`route`]
+//! (which message goes to whom), [`wire`] (request encoding,
 //! WebSocket client side, receive-path scanners), [`hist`] (latency
 //! histogram), [`procfs`] (CPU and RSS from `/proc`).
 //!
@@ -41,12 +53,14 @@
 //! (`net.ipv4.tcp_tw_reuse` = 2 by default), so back-to-back runs do not run out.
 //!
 //! Exit status: 0 all delivered; 1 lost, duplicated, reordered, unexpected or
-//! misdelivered deliveries, dropped clients or failed churn cycles; 2 bad usage
+//! misdelivered deliveries, dropped clients, failed churn cycles or receivers
+//! that saw a room's broadcasts in different orders; 2 bad usage
 //! or a (staying) client that could not join; 3 stalled or timed out.
 
 mod driver;
 mod hist;
 mod opts;
+mod order;
 mod procfs;
 mod route;
 mod wire;
@@ -137,6 +151,9 @@ fn main() -> ExitCode {
     if let Some(e) = &outcome.churn.first_error {
         eprintln!("chat-load: first failed churn cycle: {e}");
     }
+    if let Some((a, b)) = outcome.order.example {
+        eprintln!("chat-load: clients {a} and {b} got the same broadcasts in different orders");
+    }
     match outcome.ending {
         Ending::Stalled | Ending::TimedOut => ExitCode::from(3),
         Ending::Complete if report.errors() > 0 => ExitCode::from(1),
@@ -163,6 +180,47 @@ impl Report<'_> {
             + o.misdelivered
             + o.disconnected
             + o.churn.failed
+            + o.order.groups_differing as u64
+    }
+
+    /// The same-order check in words.
+    fn order(&self) -> String {
+        let v = &self.o.order;
+        let left_out = if v.left_out > 0 {
+            format!(", {} left out (incomplete or disconnected)", v.left_out)
+        } else {
+            String::new()
+        };
+        if v.same() {
+            return format!("same for {} receivers{left_out}", v.compared);
+        }
+        let rooms = if self.opts.rooms > 0 {
+            format!(" in {} of {} rooms", v.groups_differing, self.opts.rooms)
+        } else {
+            String::new()
+        };
+        format!(
+            "DIFFERS ({} distinct orders){rooms}, {} receivers compared{left_out}",
+            v.distinct, v.compared
+        )
+    }
+
+    /// `ADDR (N clients), ...` for the report.
+    fn addr_list(list: &[(std::net::SocketAddr, usize)]) -> String {
+        list.iter()
+            .map(|(a, n)| format!("{a} ({n} clients)"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `[{"addr":"ADDR","clients":N},...]` for the JSON line.
+    fn addr_json(list: &[(std::net::SocketAddr, usize)]) -> String {
+        let items = list
+            .iter()
+            .map(|(a, n)| format!("{{\"addr\":\"{a}\",\"clients\":{n}}}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        format!("[{items}]")
     }
 
     /// Churn join latency (connect start to welcome) in milliseconds.
@@ -230,7 +288,14 @@ impl Report<'_> {
         } else {
             0.0
         };
-        let rows: Vec<(&str, String)> = vec![
+        let mut rows: Vec<(&str, String)> = Vec::new();
+        if opts.several_addrs() {
+            rows.push(("addresses", Self::addr_list(&o.addrs)));
+            if !o.ws_addrs.is_empty() {
+                rows.push(("ws addresses", Self::addr_list(&o.ws_addrs)));
+            }
+        }
+        rows.extend([
             (
                 "connect + join",
                 format!(
@@ -258,6 +323,7 @@ impl Report<'_> {
                     o.lost, o.duplicated, o.reordered, o.skipped
                 ),
             ),
+            ("order", self.order()),
             (
                 "private",
                 format!(
@@ -311,7 +377,7 @@ impl Report<'_> {
                     .map_or("n/a".into(), |k| format!("{k} KiB")),
             ),
             ("result", self.result().to_string()),
-        ];
+        ]);
         for (k, v) in rows {
             let _ = writeln!(t, "  {k:<20} {v}");
         }
@@ -334,6 +400,17 @@ impl Report<'_> {
             .map(|(k, v)| format!("\"{k}\":{v:.3}"))
             .collect::<Vec<_>>()
             .join(",");
+        // Listed only when several were given, so one-address reports stay as they were.
+        let addrs = if self.opts.several_addrs() {
+            let ws = if o.ws_addrs.is_empty() {
+                String::new()
+            } else {
+                format!(",\"ws_addrs\":{}", Self::addr_json(&o.ws_addrs))
+            };
+            format!(",\"addrs\":{}{ws}", Self::addr_json(&o.addrs))
+        } else {
+            String::new()
+        };
         format!(
             concat!(
                 "{{\"result\":\"{}\",\"proto\":\"{}\",\"floor\":{},\"rooms\":{},\"clients\":{},\"joined\":{},\"senders\":{},",
@@ -345,7 +422,9 @@ impl Report<'_> {
                 "\"server_rss_joined_kib\":{},\"ws_clients\":{},\"private_pct\":{},\"private_sent\":{},",
                 "\"private_delivered\":{},\"private_confirmed\":{},\"misdelivered\":{},",
                 "\"churn_rate\":{},\"churn_started\":{},\"churn_completed\":{},\"churn_failed\":{},",
-                "\"churn_voluntary\":{},\"churn_abrupt\":{},\"churn_join_ms\":{{{}}}}}"
+                "\"churn_voluntary\":{},\"churn_abrupt\":{},\"churn_join_ms\":{{{}}},",
+                "\"order_same\":{},\"order_receivers\":{},\"order_left_out\":{},",
+                "\"order_distinct\":{},\"order_groups_differing\":{}{}}}"
             ),
             self.result(),
             self.opts.proto.as_str(),
@@ -389,6 +468,12 @@ impl Report<'_> {
             o.churn.voluntary,
             o.churn.abrupt,
             churn_ms,
+            o.order.same(),
+            o.order.compared,
+            o.order.left_out,
+            o.order.distinct,
+            o.order.groups_differing,
+            addrs,
         )
     }
 }

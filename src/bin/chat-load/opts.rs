@@ -5,14 +5,19 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 pub const USAGE: &str = "\
-usage: chat-load --addr HOST:PORT [--ws-addr HOST:PORT] --proto tcp-json|tcp-text|ws|mix
+usage: chat-load --addr HOST:PORT[,...] [--ws-addr HOST:PORT[,...]] --proto tcp-json|tcp-text|ws|mix
                  --clients C --senders S --messages M [--rate R] [--duration SECS]
                  [--server-pid PID] [--json] [--timeout SECS] [--idle]
                  [--window W] [--connect-window N] [--ws-path PATH] [--ws-clients N]
                  [--private PCT] [--churn RATE] [--floor] [--rooms N]
 
-  --addr            TCP chat port (JSON lines and text mode); loopback only
-  --ws-addr         WebSocket port (needed by ws and mix); loopback only
+  --addr            TCP chat port (JSON lines and text mode); loopback only.
+                    Repeatable and/or comma-separated (one per node of a
+                    cluster): client i connects to address i mod n, churn
+                    cycle k to address k mod n; duplicates allowed
+  --ws-addr         WebSocket port (needed by ws and mix); loopback only.
+                    Several as for --addr: a WebSocket client i connects to
+                    WebSocket address i mod m
   --ws-path         request path of the WebSocket handshake (default /)
   --proto           client mix: tcp-json, tcp-text, ws, or mix (50% json, 25% text, 25% ws)
   --ws-clients      with tcp-json or tcp-text: the last N clients use WebSocket instead
@@ -81,8 +86,10 @@ impl Proto {
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub addr: SocketAddr,
-    pub ws_addr: Option<SocketAddr>,
+    /// TCP chat addresses, at least one; client `i` uses `addrs[i mod n]`.
+    pub addrs: Vec<SocketAddr>,
+    /// WebSocket addresses, possibly none; WebSocket client `i` uses `ws_addrs[i mod m]`.
+    pub ws_addrs: Vec<SocketAddr>,
     pub ws_path: String,
     pub proto: Proto,
     pub clients: usize,
@@ -113,8 +120,8 @@ const MAX_PAIRS: usize = 64 << 20;
 impl Options {
     /// `Ok(None)` for `--help`; `Err` names the offending flag.
     pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
-        let mut addr = None;
-        let mut ws_addr = None;
+        let mut addrs = Vec::new();
+        let mut ws_addrs = Vec::new();
         let mut ws_path = "/".to_string();
         let mut proto = None;
         let (mut clients, mut senders, mut messages) = (None, None, None);
@@ -144,8 +151,8 @@ impl Options {
             }
             let v = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
             match flag.as_str() {
-                "--addr" => addr = Some(loopback_addr(&v)?),
-                "--ws-addr" => ws_addr = Some(loopback_addr(&v)?),
+                "--addr" => addrs.extend(loopback_addrs(&flag, &v)?),
+                "--ws-addr" => ws_addrs.extend(loopback_addrs(&flag, &v)?),
                 "--ws-path" => {
                     if !v.starts_with('/') || v.bytes().any(|b| b <= b' ' || b == 0x7f) {
                         return Err(format!("--ws-path: bad path {v:?}"));
@@ -191,9 +198,11 @@ impl Options {
             senders = Some(senders.unwrap_or(1));
             messages = Some(messages.unwrap_or(1));
         }
-        let addr = addr.ok_or("--addr is required")?;
+        if addrs.is_empty() {
+            return Err("--addr is required".into());
+        }
         let proto = proto.unwrap_or(Proto::Json);
-        if matches!(proto, Proto::Ws | Proto::Mix) && ws_addr.is_none() {
+        if matches!(proto, Proto::Ws | Proto::Mix) && ws_addrs.is_empty() {
             return Err(format!("--proto {} needs --ws-addr", proto.as_str()));
         }
         let clients = clients.ok_or("--clients is required")?;
@@ -209,7 +218,7 @@ impl Options {
             if ws_clients > clients {
                 return Err("--ws-clients must not exceed --clients".into());
             }
-            if ws_addr.is_none() {
+            if ws_addrs.is_empty() {
                 return Err("--ws-clients needs --ws-addr".into());
             }
         }
@@ -234,8 +243,8 @@ impl Options {
             return Err(format!("--clients x --senders must stay under {MAX_PAIRS}"));
         }
         Ok(Some(Options {
-            addr,
-            ws_addr,
+            addrs,
+            ws_addrs,
             ws_path,
             proto,
             clients,
@@ -257,6 +266,42 @@ impl Options {
     }
 }
 
+impl Options {
+    /// The address client `i` (or churn cycle `i`) connects to: TCP address
+    /// `i mod n`, or with `ws` WebSocket address `i mod m` (the TCP one when
+    /// there is no WebSocket address).
+    pub fn target(&self, i: usize, ws: bool) -> Option<SocketAddr> {
+        let ws_list = if ws { self.ws_addrs.as_slice() } else { &[] };
+        spread(ws_list, i).or_else(|| spread(&self.addrs, i))
+    }
+
+    /// Whether more than one TCP or WebSocket address was given (the report then lists them).
+    pub fn several_addrs(&self) -> bool {
+        self.addrs.len() > 1 || self.ws_addrs.len() > 1
+    }
+}
+
+/// Entry `i mod len` of `list`, round-robin; `None` for an empty list.
+pub fn spread(list: &[SocketAddr], i: usize) -> Option<SocketAddr> {
+    list.get(i.checked_rem(list.len())?).copied()
+}
+
+/// How many of `clients` (client indexes) each entry of `list` gets under
+/// [`spread`], in the order of `list` (a repeated address is listed once per entry).
+pub fn tally(
+    list: &[SocketAddr],
+    clients: impl Iterator<Item = usize>,
+) -> Vec<(SocketAddr, usize)> {
+    let mut counts: Vec<(SocketAddr, usize)> = list.iter().map(|&a| (a, 0)).collect();
+    let n = counts.len();
+    for i in clients {
+        if let Some(slot) = i.checked_rem(n).and_then(|k| counts.get_mut(k)) {
+            slot.1 += 1;
+        }
+    }
+    counts
+}
+
 fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
     v.parse().map_err(|_| format!("{flag}: bad number {v:?}"))
 }
@@ -266,6 +311,16 @@ fn positive(flag: &str, v: &str) -> Result<f64, String> {
         Ok(x) if x.is_finite() && x > 0.0 && x < 1e9 => Ok(x),
         _ => Err(format!("{flag}: expected a positive number, got {v:?}")),
     }
+}
+
+/// `HOST:PORT[,HOST:PORT...]`: each entry as [`loopback_addr`], in order.
+fn loopback_addrs(flag: &str, v: &str) -> Result<Vec<SocketAddr>, String> {
+    v.split(',')
+        .map(|part| match part.trim() {
+            "" => Err(format!("{flag}: empty address in {v:?}")),
+            one => loopback_addr(one),
+        })
+        .collect()
 }
 
 /// Resolves `HOST:PORT`; only loopback targets (127.0.0.0/8, ::1) are accepted,
@@ -403,6 +458,81 @@ mod tests {
         assert!(with(&["--rooms", "0"]).is_err());
         assert!(with(&["--rooms", "11"]).is_err());
         assert!(with(&["--rooms", "2", "--floor"]).is_err());
+    }
+
+    #[test]
+    fn several_addresses_repeated_or_comma_separated() {
+        let base = ["--clients", "5", "--idle"];
+        let with = |extra: &[&str]| {
+            let mut a: Vec<&str> = base.to_vec();
+            a.extend_from_slice(extra);
+            parse(&a)
+        };
+        let a = |s: &str| s.parse::<SocketAddr>().expect("address");
+        let o = with(&["--addr", "127.0.0.1:9"]).ok().flatten();
+        let o = o.expect("one address");
+        assert_eq!(
+            (o.addrs.clone(), o.ws_addrs.clone()),
+            (vec![a("127.0.0.1:9")], vec![])
+        );
+        assert!(!o.several_addrs());
+        let o = with(&[
+            "--addr",
+            "127.0.0.1:9, 127.0.0.2:9",
+            "--addr",
+            "[::1]:7",
+            "--ws-addr",
+            "127.0.0.1:8,127.0.0.1:8",
+        ]);
+        let o = o.ok().flatten().expect("several addresses");
+        let want = vec![a("127.0.0.1:9"), a("127.0.0.2:9"), a("[::1]:7")];
+        assert_eq!(o.addrs, want);
+        assert_eq!(o.ws_addrs, vec![a("127.0.0.1:8"); 2]);
+        assert!(o.several_addrs());
+        // Every entry must be a loopback address; empty entries are refused.
+        let e = with(&["--addr", "127.0.0.1:9,10.0.0.1:80"]).err();
+        assert!(e.is_some_and(|e| e.contains("non-loopback")));
+        assert!(with(&["--addr", "127.0.0.1:9,"]).is_err());
+        assert!(with(&["--addr", ""]).is_err());
+        assert!(with(&["--ws-addr", "127.0.0.1:8"]).is_err(), "no --addr");
+    }
+
+    #[test]
+    fn clients_are_spread_round_robin() {
+        let a = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        let list = [a(1), a(2), a(3)];
+        let picked: Vec<Option<SocketAddr>> = (0..7).map(|i| spread(&list, i)).collect();
+        let want = [1, 2, 3, 1, 2, 3, 1].map(|p| Some(a(p)));
+        assert_eq!(picked, want);
+        assert_eq!(spread(&[], 4), None);
+        assert_eq!(tally(&list, 0..7), vec![(a(1), 3), (a(2), 2), (a(3), 2)]);
+        // Only the clients given are counted (e.g. the WebSocket ones 3 and 7).
+        assert_eq!(
+            tally(&list[..2], [3, 7].into_iter()),
+            vec![(a(1), 0), (a(2), 2)]
+        );
+        assert_eq!(tally(&[], 0..3), vec![]);
+        // The same address twice: two entries, half the clients each.
+        assert_eq!(tally(&[a(5), a(5)], 0..9), vec![(a(5), 5), (a(5), 4)]);
+
+        let args = [
+            "--addr",
+            "127.0.0.1:1,127.0.0.1:2",
+            "--ws-addr",
+            "127.0.0.1:8",
+            "--clients",
+            "4",
+            "--idle",
+        ];
+        let o = parse(&args).ok().flatten().expect("options");
+        assert_eq!(o.target(3, false), Some(a(2)));
+        assert_eq!(o.target(3, true), Some(a(8)));
+        let o = parse(&args[2..]).err();
+        assert!(o.is_some_and(|e| e.contains("--addr")));
+        let o = parse(&["--addr", "127.0.0.1:1", "--clients", "2", "--idle"]);
+        let o = o.ok().flatten().expect("options");
+        // No WebSocket address: the TCP one.
+        assert_eq!(o.target(1, true), Some(a(1)));
     }
 
     #[test]

@@ -118,6 +118,14 @@ impl Route {
         broadcasts + upto(k1) - upto(k0)
     }
 
+    /// Broadcasts among the first `n` messages of sender `s` (the rest are private).
+    pub fn broadcasts(&self, s: usize, n: u64) -> u64 {
+        if self.pct == 0 || self.clients < 2 {
+            return n;
+        }
+        n - self.privates_before(s, n)
+    }
+
     /// Deliveries expected for a sender that sent `n` messages, over all
     /// receivers: every client of the sender's room (everyone without rooms)
     /// gets the broadcasts; a private message reaches its target and comes
@@ -202,6 +210,8 @@ mod tests {
                         }
                     }
                 }
+                let broadcasts = (0..197).filter(|&q| route.target(s, q).is_none()).count();
+                assert_eq!(route.broadcasts(s, 197), broadcasts as u64);
                 let total: u64 = (0..clients).map(|r| route.reaching(r, s, 0, 197)).sum();
                 let brute = (0..clients)
                     .map(|r| (0..197).filter(|&q| reaches(&route, r, s, q)).count() as u64)
