@@ -73,6 +73,12 @@ pub struct Conn {
     /// On the server's read-again list (its read budget ran out): read once
     /// next turn, not also for the readiness events it gets meanwhile.
     pub read_again: bool,
+    /// Reading stopped while its session holds input for a pending join (the
+    /// kept input reached the cap); read again once the join is answered.
+    pub read_paused: bool,
+    /// The most input ever kept at once (for tests of the hold cap).
+    #[cfg(test)]
+    pub inbuf_peak: usize,
     /// Counted against the per-address limit (released when reaped).
     pub ip_counted: bool,
     /// Why it ended (set once).
@@ -100,6 +106,9 @@ impl Conn {
             write_interest: false,
             dirty: false,
             read_again: false,
+            read_paused: false,
+            #[cfg(test)]
+            inbuf_peak: 0,
             ip_counted: false,
             ended: None,
         }

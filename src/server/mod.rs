@@ -72,6 +72,13 @@ use token::Token2;
 
 /// Size of the loop-owned read buffer every connection reads into.
 const SCRATCH_BYTES: usize = 64 * 1024;
+/// Input kept for a session holding it (a join pending) before the server
+/// stops reading that connection until the join is answered. Fixed rather
+/// than the read budget: `--read-budget-bytes` is a fairness knob that may
+/// be raised for throughput, while this bounds what an unjoined client can
+/// make the server keep, so that many such clients stay cheap. With one
+/// read at most [`SCRATCH_BYTES`], kept input stays under 128 KiB.
+const HOLD_CAP_BYTES: usize = 64 * 1024;
 
 /// The addresses the listeners actually bound (port 0 resolved).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -648,6 +655,9 @@ impl Server {
 
     /// Reads until `WouldBlock` or the read budget is used up, feeding each chunk
     /// to the connection's session. No read asks for more than the budget left.
+    /// While the session holds input for a pending join, reading stops once
+    /// [`HOLD_CAP_BYTES`] are kept (until [`Server::resume`]), so kept input
+    /// stays under the cap plus one read.
     fn read(&mut self, key: usize) {
         let mut budget = self.core.cfg.read_budget_bytes.max(1);
         loop {
@@ -655,6 +665,15 @@ impl Server {
                 return;
             };
             if conn.phase == Phase::Dead {
+                return;
+            }
+            if conn.phase == Phase::Open
+                && conn.inbuf.len() >= HOLD_CAP_BYTES
+                && conn.session.holding()
+            {
+                // Not queued to read again: mio is edge-triggered, so
+                // `resume` queues it once the join is answered.
+                conn.read_paused = true;
                 return;
             }
             let room = budget.min(self.scratch.len());
@@ -670,6 +689,10 @@ impl Server {
                     self.core.stats.bytes_in += n as u64;
                     let data = self.scratch.get(..n).unwrap_or(&[]);
                     dispatch::feed(conn, &mut self.hub, &mut self.core, data);
+                    #[cfg(test)]
+                    {
+                        conn.inbuf_peak = conn.inbuf_peak.max(conn.inbuf.len());
+                    }
                     budget = budget.saturating_sub(n);
                     if budget == 0 {
                         // Queued once: a key listed twice would be read twice
@@ -723,14 +746,24 @@ impl Server {
         conn.end(LeaveReason::Closed, now, linger, &mut self.core.books);
     }
 
-    /// Feeds input a session held back (its join was answered meanwhile).
+    /// Feeds input a session held back (its join was answered meanwhile). A
+    /// connection whose reading stopped at the hold cap is read again next
+    /// turn: no new readiness event would come for what the socket holds.
     fn resume(&mut self) {
         let keys = std::mem::take(&mut self.core.resume);
         for &key in &keys {
-            if let Some(conn) = self.conns.get_mut(key)
-                && conn.phase == Phase::Open
-            {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if conn.phase == Phase::Open {
                 dispatch::feed(conn, &mut self.hub, &mut self.core, &[]);
+            }
+            if std::mem::take(&mut conn.read_paused)
+                && conn.phase != Phase::Dead
+                && !conn.read_again
+            {
+                conn.read_again = true;
+                self.core.ready_again.push(key);
             }
         }
         if self.core.resume.is_empty() {
@@ -1045,6 +1078,217 @@ mod tests {
         }
         assert!(saw, "the chat line after the name was not relayed as chat");
     }
+    /// Starts a thread reading `stream` line by line, counting the chat
+    /// messages from `sender` and checking they carry `m0`, `m1`, ... in order.
+    fn count_messages_from(
+        stream: StdStream,
+        sender: &'static str,
+    ) -> (
+        std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        thread::JoinHandle<()>,
+    ) {
+        use std::io::{BufRead, BufReader};
+        use std::sync::atomic::Ordering;
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = seen.clone();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let handle = thread::spawn(move || {
+            let mut r = BufReader::new(stream);
+            let mut line = String::new();
+            let from = format!("\"sender\":\"{sender}\",\"message\":\"m");
+            while r.read_line(&mut line).unwrap_or(0) > 0 {
+                if let Some(at) = line.find(&from) {
+                    let n = count.load(Ordering::SeqCst);
+                    let rest = &line[at + from.len()..];
+                    assert!(rest.starts_with(&format!("{n} ")), "out of order: {line}");
+                    count.store(n + 1, Ordering::SeqCst);
+                }
+                line.clear();
+            }
+        });
+        (seen, handle)
+    }
+
+    /// A JSON join followed by `total` bytes of numbered chat lines.
+    fn join_and_lines(name: &str, total: usize) -> (Vec<u8>, usize) {
+        let mut input = format!("{{\"type\":\"join\",\"sender\":\"{name}\"}}\n").into_bytes();
+        let pad = "x".repeat(64);
+        let mut lines = 0;
+        while input.len() < total {
+            input.extend_from_slice(
+                format!("{{\"type\":\"message\",\"message\":\"m{lines} {pad}\"}}\n").as_bytes(),
+            );
+            lines += 1;
+        }
+        (input, lines)
+    }
+
+    #[test]
+    fn input_held_for_a_join_is_capped_then_read_again_when_answered() {
+        use std::sync::atomic::Ordering;
+        let (mut server, addrs) = test_server(|_| {});
+        let mut watcher = StdStream::connect(addrs.tcp).expect("connect");
+        watcher
+            .write_all(b"{\"type\":\"join\",\"sender\":\"watcher\"}\n")
+            .expect("write");
+        spin(&mut server, "watcher joined", |s| s.hub.user_count() == 1);
+        let (seen, reader) = count_messages_from(watcher.try_clone().expect("clone"), "flood");
+
+        let flooder = StdStream::connect(addrs.tcp).expect("connect");
+        spin(&mut server, "flooder accepted", |s| s.conns.len() == 2);
+        let key = server
+            .conns
+            .iter()
+            .find(|(_, c)| c.session.format().is_none())
+            .map(|(k, _)| k)
+            .expect("the flooder");
+        // Its own messages come back to it too: drained, not checked.
+        let mut drain = flooder.try_clone().expect("clone");
+        let drainer = thread::spawn(move || {
+            let _ = std::io::copy(&mut drain, &mut std::io::sink());
+        });
+        let (input, lines) = join_and_lines("flood", 1 << 20);
+        let mut w = flooder.try_clone().expect("clone");
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let writer = thread::spawn(move || {
+            w.write_all(&input).expect("write");
+            let _ = done_tx.send(());
+        });
+
+        // Read without ending the turn: the join is not answered, so the
+        // session holds everything behind it, until the cap stops reading.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !server.conns[key].read_paused {
+            assert!(Instant::now() < deadline, "reading never paused");
+            server.read(key);
+            thread::sleep(Duration::from_millis(1));
+        }
+        let kept = server.conns[key].inbuf.len();
+        assert!(
+            (HOLD_CAP_BYTES..HOLD_CAP_BYTES + SCRATCH_BYTES).contains(&kept),
+            "{kept} bytes kept"
+        );
+        let bytes_in = server.core.stats.bytes_in;
+        server.read(key);
+        assert_eq!(server.core.stats.bytes_in, bytes_in, "paused: nothing read");
+        assert_eq!(server.conns[key].inbuf.len(), kept);
+        // Let the writer finish if the socket buffers take it all: then no new
+        // readiness event comes, and only the resume can restart reading.
+        let _ = done_rx.recv_timeout(Duration::from_secs(5));
+
+        spin(&mut server, "every line relayed", |_| {
+            seen.load(Ordering::SeqCst) == lines
+        });
+        assert_eq!(server.hub.relayed(), lines as u64);
+        let peak = server.conns[key].inbuf_peak;
+        assert!(
+            peak < HOLD_CAP_BYTES + SCRATCH_BYTES,
+            "{peak} bytes kept at once"
+        );
+        writer.join().expect("writer");
+        // The reader threads hold clones: shut the sockets down, not just drop.
+        for c in [&flooder, &watcher] {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        spin(&mut server, "closed", |s| s.conns.is_empty());
+        drainer.join().expect("drainer");
+        reader.join().expect("reader");
+    }
+
+    #[test]
+    fn a_json_join_and_a_mebibyte_of_lines_in_one_go_are_all_relayed_in_order() {
+        use std::sync::atomic::Ordering;
+        let (mut server, addrs) = test_server(|_| {});
+        let mut watcher = StdStream::connect(addrs.tcp).expect("connect");
+        watcher
+            .write_all(b"{\"type\":\"join\",\"sender\":\"watcher\"}\n")
+            .expect("write");
+        spin(&mut server, "watcher joined", |s| s.hub.user_count() == 1);
+        let (seen, reader) = count_messages_from(watcher.try_clone().expect("clone"), "flood");
+        let flooder = StdStream::connect(addrs.tcp).expect("connect");
+        let mut drain = flooder.try_clone().expect("clone");
+        let drainer = thread::spawn(move || {
+            let _ = std::io::copy(&mut drain, &mut std::io::sink());
+        });
+        let (input, lines) = join_and_lines("flood", 1 << 20);
+        let mut w = flooder.try_clone().expect("clone");
+        let writer = thread::spawn(move || w.write_all(&input).expect("write"));
+        spin(&mut server, "every line relayed", |s| {
+            seen.load(Ordering::SeqCst) == lines
+                && s.conns
+                    .iter()
+                    .all(|(_, c)| c.inbuf_peak < HOLD_CAP_BYTES + SCRATCH_BYTES)
+        });
+        let peak = server.conns.iter().map(|(_, c)| c.inbuf_peak).max();
+        assert!(peak < Some(HOLD_CAP_BYTES + SCRATCH_BYTES), "{peak:?}");
+        assert_eq!(server.hub.relayed(), lines as u64);
+        writer.join().expect("writer");
+        // The reader threads hold clones: shut the sockets down, not just drop.
+        for c in [&flooder, &watcher] {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        spin(&mut server, "closed", |s| s.conns.is_empty());
+        drainer.join().expect("drainer");
+        reader.join().expect("reader");
+    }
+
+    #[test]
+    fn a_websocket_upgrade_join_and_messages_in_one_go_are_all_relayed_in_order() {
+        use crate::proto::ws::frame::{Opcode, apply_mask, encode_frame};
+        use std::sync::atomic::Ordering;
+        // A masked client text frame.
+        fn frame(payload: &[u8], out: &mut Vec<u8>) {
+            let mask = [9, 8, 7, 6];
+            let mut f = Vec::new();
+            encode_frame(Opcode::Text, payload, &mut f);
+            let head = f.len() - payload.len();
+            f[1] |= 0x80;
+            out.extend_from_slice(&f[..head]);
+            out.extend_from_slice(&mask);
+            let mut body = payload.to_vec();
+            apply_mask(&mut body, mask, 0);
+            out.extend_from_slice(&body);
+        }
+        let (mut server, addrs) = test_server(|_| {});
+        let mut watcher = StdStream::connect(addrs.tcp).expect("connect");
+        watcher
+            .write_all(b"{\"type\":\"join\",\"sender\":\"watcher\"}\n")
+            .expect("write");
+        spin(&mut server, "watcher joined", |s| s.hub.user_count() == 1);
+        let (seen, reader) = count_messages_from(watcher.try_clone().expect("clone"), "wsflood");
+        let ws = StdStream::connect(addrs.ws).expect("connect");
+        let mut drain = ws.try_clone().expect("clone");
+        let drainer = thread::spawn(move || {
+            let _ = std::io::copy(&mut drain, &mut std::io::sink());
+        });
+        let mut input = b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".to_vec();
+        frame(br#"{"type":"join","sender":"wsflood"}"#, &mut input);
+        let pad = "y".repeat(64);
+        let lines = 4000;
+        for i in 0..lines {
+            frame(
+                format!(r#"{{"type":"message","message":"m{i} {pad}"}}"#).as_bytes(),
+                &mut input,
+            );
+        }
+        let mut w = ws.try_clone().expect("clone");
+        let writer = thread::spawn(move || w.write_all(&input).expect("write"));
+        spin(&mut server, "every message relayed", |_| {
+            seen.load(Ordering::SeqCst) == lines
+        });
+        let peak = server.conns.iter().map(|(_, c)| c.inbuf_peak).max();
+        assert!(peak < Some(HOLD_CAP_BYTES + SCRATCH_BYTES), "{peak:?}");
+        writer.join().expect("writer");
+        for c in [&ws, &watcher] {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        spin(&mut server, "closed", |s| s.conns.is_empty());
+        drainer.join().expect("drainer");
+        reader.join().expect("reader");
+    }
+
     #[test]
     fn an_outbound_link_connects_talks_and_reconnects_without_being_a_client() {
         use std::io::Read;

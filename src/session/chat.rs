@@ -5,10 +5,16 @@
 //! - `Detect`: blank lines are ignored; a first line starting with `{` picks
 //!   JSON mode, anything else picks text mode and is the name.
 //! - JSON mode: every line is one request.
-//! - Text mode: until joined, each line is a name (or `/help`, `/quit`); while
-//!   a name waits for the hub's answer, further input is held back (it would
-//!   mean something else once joined); after that, lines are chat text or
-//!   `/commands`, and `/help` is answered here, in text mode's own words.
+//! - Text mode: until joined, each line is a name (or `/help`, `/quit`);
+//!   after that, lines are chat text or `/commands`, and `/help` is answered
+//!   here, in text mode's own words.
+//! - Either mode: while a join sent before joining waits for the hub's
+//!   answer, further input is held back (decoding stops at the line after
+//!   the join; the server keeps the rest), so a message pipelined behind the
+//!   join is read as the joined user's, however late the answer comes. A
+//!   refused join ends the hold too, and the next line is read as before the
+//!   join (text mode: a name again). A join sent once joined is answered
+//!   `already_joined` and holds nothing.
 //! - The first-line deadline lasts until a join succeeds: a connection that
 //!   never joins (however many lines it sends) is dropped at the deadline.
 
@@ -40,7 +46,7 @@ pub struct ChatSession {
     /// The first-line deadline, until a join succeeds.
     deadline: Option<Instant>,
     joined: bool,
-    /// Text mode sent a name and waits for the hub's answer.
+    /// A join was sent and waits for the hub's answer: input is held.
     join_pending: bool,
     /// An `End` or `Kill` was issued.
     ended: bool,
@@ -128,7 +134,9 @@ impl ChatSession {
     fn request(&mut self, msg: ClientMsg, out: &mut Vec<Out>) {
         match super::asked(msg, self.mode == Mode::Json) {
             Asked::Hub(req) => {
-                if matches!(req, Request::Join { .. }) && self.mode == Mode::Text {
+                // Once joined, the hub answers a join with an error and no
+                // outcome: holding then would never end.
+                if matches!(req, Request::Join { .. }) && !self.joined {
                     self.join_pending = true;
                 }
                 out.push(Out::Hub(req));
@@ -184,6 +192,11 @@ impl ChatSession {
         }
     }
 
+    /// True while input is held back for a pending join.
+    pub fn holding(&self) -> bool {
+        self.join_pending && !self.ended
+    }
+
     /// True while the first-line deadline runs (for tests and `/stats`).
     pub fn has_deadline(&self) -> bool {
         self.deadline.is_some()
@@ -213,23 +226,133 @@ mod tests {
         let f = Fixture::new();
         let now = Instant::now();
         let mut s = session(&f, now);
-        let input = b"\r\n{\"type\":\"join\",\"sender\":\"al\"}\n{\"type\":\"message\",\"message\":\"hi\"}\n";
-        let (n, out) = feed(&mut s, &f, now, input);
-        assert_eq!(n, input.len());
+        let join = b"\r\n{\"type\":\"join\",\"sender\":\"al\"}\n";
+        let msg = b"{\"type\":\"message\",\"message\":\"hi\"}\n";
+        let input = [&join[..], &msg[..]].concat();
+        let (n, out) = feed(&mut s, &f, now, &input);
+        assert_eq!(n, join.len(), "decoding stops behind the join");
         assert_eq!(s.format(), Some(Format::JsonLine));
         assert_eq!(
             requests(&out),
-            vec![
-                &Request::Join {
-                    name: "al".into(),
-                    features: Features::default()
-                },
-                &Request::Say {
-                    room: Some("#lobby".into()),
-                    text: "hi".into()
-                }
-            ]
+            vec![&Request::Join {
+                name: "al".into(),
+                features: Features::default()
+            }]
         );
+        assert!(s.on_join_outcome(true), "held input is fed again");
+        let (n, out) = feed(&mut s, &f, now, msg);
+        assert_eq!(n, msg.len());
+        assert_eq!(
+            requests(&out),
+            vec![&Request::Say {
+                room: Some("#lobby".into()),
+                text: "hi".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn json_mode_holds_input_while_its_join_is_pending() {
+        let f = Fixture::new();
+        let now = Instant::now();
+        let mut s = session(&f, now);
+        let join = b"{\"type\":\"join\",\"sender\":\"al\"}\n";
+        let rest =
+            b"{\"type\":\"message\",\"message\":\"one\"}\n{\"type\":\"who\"}\n{\"type\":\"mess";
+        let (n, _) = feed(&mut s, &f, now, &[&join[..], &rest[..]].concat());
+        assert_eq!(n, join.len());
+        assert!(s.holding());
+        // More input (the server appends it to what it kept): nothing moves,
+        // whatever its shape, and no request goes out.
+        let mut held = rest.to_vec();
+        held.extend_from_slice(b"age\",\"message\":\"two\"}\n{\"type\":\"exit\"}\n");
+        let (n, out) = feed(&mut s, &f, now, &held);
+        assert_eq!((n, out.len()), (0, 0));
+        assert!(s.on_join_outcome(true));
+        assert!(!s.holding());
+        assert!(!s.on_join_outcome(true), "nothing held any more");
+        let (n, out) = feed(&mut s, &f, now, &held);
+        assert_eq!(n, held.len());
+        assert_eq!(
+            out,
+            vec![
+                Out::Hub(Request::Say {
+                    room: Some("#lobby".into()),
+                    text: "one".into()
+                }),
+                Out::Hub(Request::Who),
+                Out::Hub(Request::Say {
+                    room: Some("#lobby".into()),
+                    text: "two".into()
+                }),
+                Out::End(LeaveReason::Exit),
+            ],
+            "every held line, in order"
+        );
+    }
+
+    #[test]
+    fn a_refused_json_join_lets_the_next_line_retry() {
+        let f = Fixture::new();
+        let now = Instant::now();
+        let mut s = session(&f, now);
+        let first = b"{\"type\":\"join\",\"sender\":\"taken\"}\n";
+        let second = b"{\"type\":\"join\",\"sender\":\"free\"}\n";
+        let msg = b"{\"type\":\"message\",\"message\":\"hi\"}\n";
+        let mut input = [&first[..], &second[..], &msg[..]].concat();
+        let (n, _) = feed(&mut s, &f, now, &input);
+        assert_eq!(n, first.len());
+        input.drain(..n);
+        // name_taken: the hold ends, the deadline stays.
+        assert!(s.on_join_outcome(false), "a refusal resumes too");
+        assert!(s.has_deadline());
+        let (n, out) = feed(&mut s, &f, now, &input);
+        assert_eq!(n, second.len(), "the retry is a join, and holds again");
+        assert!(matches!(requests(&out)[..], [Request::Join { name, .. }] if name == "free"));
+        input.drain(..n);
+        assert!(s.on_join_outcome(true));
+        assert!(!s.has_deadline());
+        let (n, out) = feed(&mut s, &f, now, &input);
+        assert_eq!(n, msg.len());
+        assert!(matches!(requests(&out)[..], [Request::Say { text, .. }] if text == "hi"));
+    }
+
+    #[test]
+    fn a_join_once_joined_holds_nothing() {
+        let f = Fixture::new();
+        let now = Instant::now();
+        let mut s = session(&f, now);
+        feed(&mut s, &f, now, b"{\"type\":\"join\",\"sender\":\"al\"}\n");
+        s.on_join_outcome(true);
+        // The hub answers already_joined without an outcome: no hold to wait on.
+        let input = b"{\"type\":\"join\",\"sender\":\"bo\"}\n{\"type\":\"who\"}\n";
+        let (n, out) = feed(&mut s, &f, now, input);
+        assert_eq!(n, input.len());
+        assert_eq!(requests(&out).len(), 2);
+        assert!(!s.holding());
+    }
+
+    #[test]
+    fn the_first_line_deadline_fires_while_a_join_is_pending() {
+        let f = Fixture::new();
+        let t0 = Instant::now();
+        for input in [
+            &b"{\"type\":\"join\",\"sender\":\"al\"}\n{\"type\":\"who\"}\n"[..],
+            &b"al\nhello\n"[..],
+        ] {
+            let mut s = session(&f, t0);
+            feed(&mut s, &f, t0, input);
+            assert!(s.holding());
+            let mut out = Vec::new();
+            s.on_tick(
+                &f.ctx(t0 + f.cfg.first_line_timeout - Duration::from_millis(1)),
+                &mut out,
+            );
+            assert!(out.is_empty());
+            s.on_tick(&f.ctx(t0 + f.cfg.first_line_timeout), &mut out);
+            assert_eq!(out, vec![Out::Kill(LeaveReason::Timeout)]);
+            assert!(!s.holding(), "an ended session holds nothing");
+        }
     }
 
     #[test]

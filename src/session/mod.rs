@@ -260,6 +260,18 @@ impl Session {
         }
     }
 
+    /// True while the session holds input back for a join the hub has not
+    /// answered yet: bytes passed meanwhile are not used, and the server
+    /// keeps them (up to its cap, then it stops reading) until
+    /// [`Session::on_join_outcome`] says to feed them again.
+    pub fn holding(&self) -> bool {
+        match self {
+            Session::Chat(s) => s.holding(),
+            Session::Ws(s) => s.holding(),
+            _ => false,
+        }
+    }
+
     /// The server is stopping: last words before the connection lingers
     /// (WebSockets: a 1001 close frame).
     pub fn on_drain(&mut self, out: &mut Vec<Out>) {

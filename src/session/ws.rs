@@ -12,6 +12,12 @@
 //!   interval is pinged, and dropped when the pong timeout passes without
 //!   input. Binary messages end it with 1003; `exit` with 1000; a stopping
 //!   server with 1001; a protocol violation with the codec's code.
+//! - Chat, while a join sent before joining waits for the hub's answer: all
+//!   further input is held, control frames included (decoding stops right
+//!   after the join's frame; the server keeps the rest, in order). A ping,
+//!   a close or a protocol violation behind the join is therefore seen only
+//!   once the answer came (joined or refused); the join deadline still runs,
+//!   and no pings are sent (their pongs would be held too).
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -98,6 +104,28 @@ impl Link {
             ping_sent: None,
             ended: false,
         }
+    }
+
+    /// Like [`Link::decode`], but stops right after the first event, so the
+    /// caller can act on it before any later frame is decoded (control
+    /// replies keep their wire order). Returns 0 used only when the rest is
+    /// an unfinished frame header; no event then means the input ran out.
+    fn decode_one(
+        &mut self,
+        input: &[u8],
+        ctx: &Ctx<'_>,
+        events: &mut Vec<WsEvent>,
+        out: &mut Vec<Out>,
+    ) -> (usize, bool) {
+        self.last_read = ctx.now;
+        self.ping_sent = None;
+        let mut reply = Vec::new();
+        let was_closing = self.codec.is_closing();
+        let n = self
+            .codec
+            .handle_bytes_until_event(input, events, &mut reply);
+        Link::send(reply, out);
+        (n, self.codec.is_closing() && !was_closing)
     }
 
     /// Decodes `input` into `events`; control replies go out first. Returns
@@ -208,6 +236,9 @@ pub struct WsChatSession {
     link: Link,
     /// The join deadline, until a join succeeds.
     deadline: Option<Instant>,
+    joined: bool,
+    /// A join was sent and waits for the hub's answer: input is held.
+    join_pending: bool,
 }
 
 impl WsChatSession {
@@ -215,20 +246,28 @@ impl WsChatSession {
         WsChatSession {
             link: Link::new(ctx, ctx.cfg.ws_max_message_bytes, ctx.cfg.ws_max_fragments),
             deadline: Some(ctx.now + ctx.cfg.first_line_timeout),
+            joined: false,
+            join_pending: false,
         }
     }
 
+    /// Decodes frames one event at a time, stopping after a join that waits
+    /// for its answer; returns the bytes used (the rest is passed again).
     pub fn handle_bytes(&mut self, input: &[u8], ctx: &Ctx<'_>, out: &mut Vec<Out>) -> usize {
         if self.link.ended {
             return input.len();
         }
-        let mut events = Vec::new();
-        let (n, closing_started) = self.link.decode(input, ctx, &mut events, out);
-        let mut peer_closed = false;
-        for ev in &events {
-            if self.link.ended {
+        let mut used = 0;
+        let mut events = Vec::with_capacity(1);
+        let (mut closing_started, mut peer_closed) = (false, false);
+        while !self.link.ended && !self.join_pending {
+            let rest = input.get(used..).unwrap_or_default();
+            let (n, started) = self.link.decode_one(rest, ctx, &mut events, out);
+            used += n;
+            closing_started |= started;
+            let Some(ev) = events.pop() else {
                 break;
-            }
+            };
             match ev {
                 WsEvent::Text(text) => match chat::decode_json(text.as_bytes()) {
                     Ok(msg) => self.request(msg, out),
@@ -247,12 +286,23 @@ impl WsChatSession {
         }
         self.link
             .after_events(closing_started, peer_closed, ctx, out);
-        if self.link.ended { input.len() } else { n }
+        if self.link.ended {
+            input.len()
+        } else {
+            used.min(input.len())
+        }
     }
 
     fn request(&mut self, msg: ClientMsg, out: &mut Vec<Out>) {
         match super::asked(msg, true) {
-            Asked::Hub(req) => out.push(Out::Hub(req)),
+            Asked::Hub(req) => {
+                // Once joined, the hub answers a join with an error and no
+                // outcome: holding then would never end.
+                if matches!(req, Request::Join { .. }) && !self.joined {
+                    self.join_pending = true;
+                }
+                out.push(Out::Hub(req));
+            }
             // JSON has no help request; nothing to answer.
             Asked::Help => {}
             Asked::Exit => self
@@ -269,14 +319,24 @@ impl WsChatSession {
                 .close(CloseCode::POLICY, "join timeout", LeaveReason::Timeout, out);
             return;
         }
-        self.link.on_tick(ctx, out);
+        // While held, a pong could not be read: the join deadline is the bound.
+        if !self.join_pending {
+            self.link.on_tick(ctx, out);
+        }
     }
 
+    /// See [`super::Session::on_join_outcome`].
     pub fn on_join_outcome(&mut self, joined: bool) -> bool {
         if joined {
+            self.joined = true;
             self.deadline = None;
         }
-        false
+        std::mem::take(&mut self.join_pending)
+    }
+
+    /// True while input is held back for a pending join.
+    pub fn holding(&self) -> bool {
+        self.join_pending && !self.link.ended
     }
 
     pub fn on_drain(&mut self, out: &mut Vec<Out>) {
@@ -507,6 +567,142 @@ mod tests {
         s.on_tick(&f.ctx(t0 + f.cfg.first_line_timeout), &mut out);
         assert_eq!(close_code(&sends(&out)[0]), Some(1008));
         assert_eq!(out.last(), Some(&Out::End(LeaveReason::Timeout)));
+    }
+
+    fn join_frame(name: &str) -> Vec<u8> {
+        client_frame(
+            Opcode::Text,
+            format!(r#"{{"type":"join","sender":"{name}"}}"#).as_bytes(),
+        )
+    }
+
+    #[test]
+    fn input_behind_a_pending_join_is_held_control_frames_too() {
+        let f = Fixture::new();
+        let now = Instant::now();
+        // Upgrade, join and more in one read: the upgrade and the join are used.
+        let mut s = Session::new(super::super::Port::Ws, &f.cfg, now);
+        let join = join_frame("al");
+        let mut behind = client_frame(Opcode::Text, br#"{"type":"message","message":"hi"}"#);
+        behind.extend(client_frame(Opcode::Ping, b"p"));
+        behind.extend(client_frame(Opcode::Text, br#"{"type":"who"}"#));
+        behind.extend(client_frame(Opcode::Close, &[0x03, 0xe8]));
+        let input = [UPGRADE, &join[..], &behind[..]].concat();
+        let mut out = Vec::new();
+        let n = s.handle_bytes(&input, &f.ctx(now), &mut out);
+        assert_eq!(
+            n,
+            UPGRADE.len() + join.len(),
+            "decoding stops behind the join"
+        );
+        assert!(matches!(requests(&out)[..], [Request::Join { name, .. }] if name == "al"));
+        assert!(s.holding());
+        // Fed again while pending (more bytes came): nothing is used or answered,
+        // not even the ping or the close.
+        let mut out = Vec::new();
+        assert_eq!(s.handle_bytes(&behind, &f.ctx(now), &mut out), 0);
+        assert!(out.is_empty());
+        assert!(s.on_join_outcome(true), "held input is fed again");
+        assert!(!s.holding());
+        let n = s.handle_bytes(&behind, &f.ctx(now), &mut out);
+        assert_eq!(n, behind.len());
+        // In wire order: the message, the pong, who, the close echo, the end.
+        assert!(matches!(&out[0], Out::Hub(Request::Say { text, .. }) if text == "hi"));
+        assert!(
+            matches!(&out[1], Out::Send(b) if b[0] == 0x8a),
+            "{:?}",
+            out[1]
+        );
+        assert_eq!(out[2], Out::Hub(Request::Who));
+        assert!(matches!(&out[3], Out::Send(b) if close_code(b) == Some(1000)));
+        assert_eq!(out[4], Out::End(LeaveReason::Exit));
+        assert_eq!(out.len(), 5);
+    }
+
+    #[test]
+    fn an_unfinished_frame_behind_a_join_is_kept_whole() {
+        let f = Fixture::new();
+        let now = Instant::now();
+        let mut s = open(&f, now);
+        let join = join_frame("al");
+        let msg = client_frame(Opcode::Text, br#"{"type":"message","message":"split"}"#);
+        let mut input = [&join[..], &msg[..5]].concat();
+        let mut out = Vec::new();
+        assert_eq!(s.handle_bytes(&input, &f.ctx(now), &mut out), join.len());
+        input.drain(..join.len());
+        input.extend_from_slice(&msg[5..]);
+        assert!(s.on_join_outcome(true));
+        let mut out = Vec::new();
+        assert_eq!(s.handle_bytes(&input, &f.ctx(now), &mut out), msg.len());
+        assert!(matches!(requests(&out)[..], [Request::Say { text, .. }] if text == "split"));
+    }
+
+    #[test]
+    fn a_refused_join_lets_the_next_message_retry() {
+        let f = Fixture::new();
+        let now = Instant::now();
+        let mut s = open(&f, now);
+        let (first, second) = (join_frame("taken"), join_frame("free"));
+        let msg = client_frame(Opcode::Text, br#"{"type":"message","message":"hi"}"#);
+        let mut input = [&first[..], &second[..], &msg[..]].concat();
+        let mut out = Vec::new();
+        let n = s.handle_bytes(&input, &f.ctx(now), &mut out);
+        assert_eq!(n, first.len());
+        input.drain(..n);
+        assert!(s.on_join_outcome(false), "a refusal resumes too");
+        let mut out = Vec::new();
+        let n = s.handle_bytes(&input, &f.ctx(now), &mut out);
+        assert_eq!(n, second.len(), "the retry holds again");
+        assert!(matches!(requests(&out)[..], [Request::Join { name, .. }] if name == "free"));
+        input.drain(..n);
+        assert!(s.on_join_outcome(true));
+        let mut out = Vec::new();
+        assert_eq!(s.handle_bytes(&input, &f.ctx(now), &mut out), msg.len());
+        assert!(matches!(requests(&out)[..], [Request::Say { text, .. }] if text == "hi"));
+    }
+
+    #[test]
+    fn a_join_once_joined_holds_nothing() {
+        let f = Fixture::new();
+        let now = Instant::now();
+        let mut s = open(&f, now);
+        let mut out = Vec::new();
+        s.handle_bytes(&join_frame("al"), &f.ctx(now), &mut out);
+        s.on_join_outcome(true);
+        let mut input = join_frame("bo");
+        input.extend(client_frame(Opcode::Text, br#"{"type":"who"}"#));
+        let mut out = Vec::new();
+        assert_eq!(s.handle_bytes(&input, &f.ctx(now), &mut out), input.len());
+        assert_eq!(requests(&out).len(), 2);
+        assert!(!s.holding());
+    }
+
+    #[test]
+    fn the_join_deadline_fires_while_a_join_is_pending_without_pings() {
+        let mut f = Fixture::new();
+        f.cfg.ws_ping_interval = Duration::from_secs(1);
+        f.cfg.ws_pong_timeout = Duration::from_secs(1);
+        let t0 = Instant::now();
+        let mut s = open(&f, t0);
+        let mut out = Vec::new();
+        let mut input = join_frame("al");
+        input.extend(client_frame(Opcode::Text, br#"{"type":"who"}"#));
+        s.handle_bytes(&input, &f.ctx(t0), &mut out);
+        assert!(s.holding());
+        out.clear();
+        let mut t = t0;
+        while t + Duration::from_secs(1) < t0 + f.cfg.first_line_timeout {
+            t += Duration::from_secs(1);
+            s.on_tick(&f.ctx(t), &mut out);
+        }
+        assert!(
+            out.is_empty(),
+            "no ping, no pong timeout while held: {out:?}"
+        );
+        s.on_tick(&f.ctx(t0 + f.cfg.first_line_timeout), &mut out);
+        assert_eq!(close_code(&sends(&out)[0]), Some(1008));
+        assert_eq!(out.last(), Some(&Out::End(LeaveReason::Timeout)));
+        assert!(!s.holding());
     }
 
     #[test]
