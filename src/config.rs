@@ -80,7 +80,7 @@ pub struct Config {
     /// At start-up, cut the history log at a damaged record instead of stopping.
     pub repair_history: bool,
     /// The Redis server that joins several nodes into one chat (`None`: this
-    /// node runs alone). Parsed and shown at start-up; not connected to yet.
+    /// node runs alone).
     pub redis: Option<RedisTarget>,
     /// This node's name among the nodes sharing `redis`: 1 to 32 of
     /// `A-Z a-z 0-9 _ -`. Defaults to 8 random hex digits, drawn when the
@@ -215,8 +215,7 @@ USAGE: multiuserchat [FLAGS]
   --repair-history          at start-up, cut the history log at a damaged record
   --redis URL               Redis server of a cluster of nodes,
                             redis://[USER:PASSWORD@]HOST[:PORT][/DB]; without a
-                            password there, REDIS_PASSWORD is used. Parsed and
-                            shown at start-up; nodes do not connect to it yet [none]
+                            password there, REDIS_PASSWORD is used [none]
   --node-id ID              this node's name in a cluster: 1 to 32 of A-Z, a-z,
                             0-9, _ and - [8 random hex digits]
   --presence-ttl SECS       a node's presence in Redis expires SECS after its last

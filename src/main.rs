@@ -28,7 +28,6 @@ fn main() -> ExitCode {
     init_logging(&cfg);
     if let Some(line) = cluster_line(&cfg) {
         log::info!("{line}");
-        log::warn!("this build does not connect to Redis yet: the node serves its own users only");
     }
     // Binding reads the local UTC offset, which must happen while single-threaded.
     let mut server = match Server::bind(cfg.clone()) {
