@@ -219,7 +219,7 @@ USAGE: multiuserchat [FLAGS]
   --node-id ID              this node's name in a cluster: 1 to 32 of A-Z, a-z,
                             0-9, _ and - [8 random hex digits]
   --presence-ttl SECS       a node's presence in Redis expires SECS after its last
-                            refresh, 2 to 3600 (cluster mode; not used yet) [60]
+                            refresh, 2 to 3600 (cluster mode) [60]
   --reuse-port              bind with SO_REUSEADDR and SO_REUSEPORT, so several
                             nodes on one machine share the same ports
   -h, --help                this text

@@ -212,3 +212,42 @@ fn rooms_topics_and_history_are_shared() {
         vec!["line 0", "line 1", "line 2", "line 3", "line 4"]
     );
 }
+
+#[test]
+fn user_lists_and_presence_span_the_nodes() {
+    let redis = redis::RedisServer::start();
+    let a = node(&redis, "a");
+    let b = node(&redis, "b");
+    let mut alice = join_rooms(a.tcp, "alice");
+    let mut bob = join_rooms(b.tcp, "bob");
+    // alice hears of bob's arrival on the other node as a presence delta.
+    let p = alice.recv_until("bob's presence", |v| {
+        v["type"] == "presence"
+            && v["joined"]
+                .as_array()
+                .is_some_and(|j| j.iter().any(|n| n == "bob"))
+    });
+    assert_eq!(p["count"], 2);
+    // A full list on request names both, sorted.
+    bob.send(&json!({"type":"who"}));
+    let list = bob.recv_until("user list", |v| v["type"] == "user_list");
+    assert_eq!(list["users"], json!(["alice", "bob"]));
+    // A legacy client (full lists) on node b sees both too.
+    let mut carol = Client::connect(b.tcp);
+    carol.send(&json!({"type":"join","sender":"carol"}));
+    let l = carol.recv_until("list with alice", |v| {
+        v["type"] == "user_list"
+            && v["users"]
+                .as_array()
+                .is_some_and(|u| u.iter().any(|n| n == "alice"))
+    });
+    assert_eq!(l["users"], json!(["alice", "bob", "carol"]));
+    // bob leaves: alice sees it.
+    drop(bob);
+    alice.recv_until("bob left", |v| {
+        v["type"] == "presence"
+            && v["left"]
+                .as_array()
+                .is_some_and(|j| j.iter().any(|n| n == "bob"))
+    });
+}

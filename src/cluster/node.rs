@@ -85,6 +85,17 @@ pub enum ToHub {
         from: String,
         text: String,
     },
+    /// `name` entered (`on`) or left `room` on another node.
+    Presence {
+        room: Rc<str>,
+        name: String,
+        on: bool,
+    },
+    /// Everyone in `room` as the cluster has it now (expired entries left out).
+    Members {
+        room: Rc<str>,
+        names: Vec<String>,
+    },
     /// A room line that could not be posted (the cluster is out of reach):
     /// the hub numbers and delivers it locally.
     Unposted(Record),
@@ -124,6 +135,10 @@ enum Tag {
         round: u64,
     },
     Fill {
+        room: Rc<str>,
+        round: u64,
+    },
+    Members {
         room: Rc<str>,
         round: u64,
     },
@@ -199,7 +214,11 @@ pub struct Node {
     rooms: HashMap<Rc<str>, Watched>,
     channels: HashMap<Vec<u8>, Chan>,
     names: HashMap<ConnId, Claim>,
+    /// Local users in each room (kept in the rooms' member sets).
+    local: HashMap<Rc<str>, std::collections::HashSet<String>>,
     next_refresh: Option<Instant>,
+    /// Wall-clock milliseconds as of the last call that passed them.
+    unix_ms: u64,
     /// Subscription-link bytes queued before the subscriber's own (AUTH).
     sub_out: Vec<u8>,
     out: Vec<ToHub>,
@@ -232,7 +251,9 @@ impl Node {
             rooms: HashMap::new(),
             channels: HashMap::new(),
             names: HashMap::new(),
+            local: HashMap::new(),
             next_refresh: None,
+            unix_ms: 0,
             sub_out: Vec::new(),
             out: Vec::new(),
             replies: Vec::new(),
@@ -428,9 +449,10 @@ impl Node {
         used
     }
 
-    /// Timers: name refresh, reply timeout, subscription liveness. Returns
-    /// (restart the command link, restart the subscription link).
-    pub fn on_tick(&mut self, now: Instant) -> (bool, bool) {
+    /// Timers: name and presence refresh, reply timeout, subscription
+    /// liveness. Returns (restart the command link, restart the subscription link).
+    pub fn on_tick(&mut self, now: Instant, unix_ms: u64) -> (bool, bool) {
+        self.unix_ms = unix_ms;
         if self.cmd_ready && self.next_refresh.is_some_and(|t| now >= t) {
             self.refresh_names(now);
         }
@@ -606,6 +628,96 @@ impl Node {
         self.script(&scripts::PRIVATE, keys, args, then, now);
     }
 
+    /// The local user `name` entered `room` (`on`) or left it: the room's
+    /// member set (score: expiry, Unix ms) and the other nodes follow.
+    pub fn presence(&mut self, room: &str, name: &str, on: bool, now: Instant) {
+        let room: Rc<str> = Rc::from(room);
+        let key = self.keys.room_members(&room);
+        let channel = self.keys.room_channel(&room);
+        let mut note = Vec::new();
+        let encoded = if on {
+            wire::encode_joined(&self.cfg.node_id, name, &mut note)
+        } else {
+            wire::encode_left(&self.cfg.node_id, name, &mut note)
+        };
+        let set = self.local.entry(room.clone()).or_default();
+        if on {
+            set.insert(name.to_owned());
+        } else {
+            set.remove(name);
+            if set.is_empty() {
+                self.local.remove(&room);
+            }
+        }
+        if !self.cmd_ready || encoded.is_err() {
+            return;
+        }
+        if on {
+            let score = self.expiry_ms().to_string();
+            self.send(
+                Tag::Ignore("ZADD"),
+                &[b"ZADD", &key, score.as_bytes(), name.as_bytes()],
+                now,
+            );
+        } else {
+            self.send(Tag::Ignore("ZREM"), &[b"ZREM", &key, name.as_bytes()], now);
+        }
+        self.send(Tag::Ignore("PUBLISH"), &[b"PUBLISH", &channel, &note], now);
+    }
+
+    fn expiry_ms(&self) -> u64 {
+        let ttl = u64::try_from(self.cfg.claim_ttl.as_millis()).unwrap_or(u64::MAX);
+        self.unix_ms.saturating_add(ttl)
+    }
+
+    /// Presence refresh: this node's users in every room get a new expiry,
+    /// expired entries go, and every watched room's members are read again
+    /// (a killed node's users drop out of the lists at their expiry).
+    fn refresh_presence(&mut self, now: Instant) {
+        let score = self.expiry_ms().to_string();
+        let cutoff = format!("({}", self.unix_ms);
+        let rooms: Vec<(Rc<str>, Vec<String>)> = self
+            .local
+            .iter()
+            .map(|(r, s)| (r.clone(), s.iter().cloned().collect()))
+            .collect();
+        for (room, names) in rooms {
+            let key = self.keys.room_members(&room);
+            let mut cmd: Vec<&[u8]> = vec![b"ZADD", &key];
+            for n in &names {
+                cmd.push(score.as_bytes());
+                cmd.push(n.as_bytes());
+            }
+            self.send(Tag::Ignore("ZADD"), &cmd, now);
+        }
+        let watched: Vec<Rc<str>> = self.rooms.keys().cloned().collect();
+        for room in watched {
+            let key = self.keys.room_members(&room);
+            self.send(
+                Tag::Ignore("ZREMRANGEBYSCORE"),
+                &[b"ZREMRANGEBYSCORE", &key, b"-inf", cutoff.as_bytes()],
+                now,
+            );
+            self.read_members(&room, now);
+        }
+    }
+
+    fn read_members(&mut self, room: &Rc<str>, now: Instant) {
+        let Some(round) = self.rooms.get(room).map(|w| w.round) else {
+            return;
+        };
+        let key = self.keys.room_members(room);
+        let from = self.unix_ms.to_string();
+        self.send(
+            Tag::Members {
+                room: room.clone(),
+                round,
+            },
+            &[b"ZRANGE", &key, from.as_bytes(), b"+inf", b"BYSCORE"],
+            now,
+        );
+    }
+
     /// The node has local members in `room` (`on`), or no longer has any.
     pub fn watch(&mut self, room: &str, on: bool, now: Instant) {
         let room: Rc<str> = Rc::from(room);
@@ -658,6 +770,7 @@ impl Node {
 
     fn refresh_names(&mut self, now: Instant) {
         self.next_refresh = Some(now + self.refresh_every());
+        self.refresh_presence(now);
         let ttl = self.cfg.claim_ttl.as_secs().max(1).to_string();
         let claims: Vec<Claim> = self.names.values().cloned().collect();
         for c in claims {
@@ -832,6 +945,18 @@ impl Node {
                 lines.sort_by_key(|r| r.seq);
                 self.loaded(&room, round, lines, now);
             }
+            Tag::Members { room, round } => {
+                let current = self.rooms.get(&room).is_some_and(|w| w.round == round);
+                if let (true, Frame::Array(items)) = (current, &frame) {
+                    let names = items
+                        .iter()
+                        .filter_map(|f| f.as_bytes())
+                        .filter_map(|b| std::str::from_utf8(b).ok())
+                        .map(str::to_owned)
+                        .collect();
+                    self.out.push(ToHub::Members { room, names });
+                }
+            }
             Tag::Fill { room, round } => {
                 let lines = entries(&frame);
                 self.filled(&room, round, lines, now);
@@ -926,6 +1051,7 @@ impl Node {
         for (_, rec) in held {
             self.line(room, rec, now);
         }
+        self.read_members(room, now);
     }
 
     fn on_message(&mut self, channel: &[u8], payload: &[u8], now: Instant) {
@@ -948,7 +1074,18 @@ impl Node {
                     }
                     Err(e) => debug!("cluster: bad topic on {room}: {e:?}"),
                 },
-                Ok(_) => {}
+                Ok(RoomNote::Joined { node, .. }) | Ok(RoomNote::Left { node, .. })
+                    if node == self.cfg.node_id => {}
+                Ok(RoomNote::Joined { name, .. }) => self.out.push(ToHub::Presence {
+                    room,
+                    name: name.to_owned(),
+                    on: true,
+                }),
+                Ok(RoomNote::Left { name, .. }) => self.out.push(ToHub::Presence {
+                    room,
+                    name: name.to_owned(),
+                    on: false,
+                }),
                 Err(e) => debug!("cluster: bad note on {room}: {e:?}"),
             },
             Some(Chan::User(folded)) => match wire::decode_private(payload) {

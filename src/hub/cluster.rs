@@ -380,6 +380,52 @@ impl Hub {
         });
     }
 
+    /// Cluster mode: tells the other nodes that local user `id` entered
+    /// (`on`) or left room `room_id`.
+    pub(super) fn tell_presence(&mut self, room_id: RoomId, id: super::UserId, on: bool) {
+        if !self.cfg.cluster {
+            return;
+        }
+        let (Some(room), Some(user)) = (self.rooms.get(room_id.0 as usize), self.dir.get(id))
+        else {
+            return;
+        };
+        self.outbox.push(Pending::Presence {
+            room: room.name.clone(),
+            name: user.name.clone(),
+            on,
+        });
+    }
+
+    /// Cluster mode: `name` entered (`on`) or left `room` on another node.
+    pub fn remote_presence(&mut self, room: &str, name: &str, on: bool) {
+        let Some(room_id) = fold_room(room).and_then(|f| self.room_id(&f)) else {
+            return;
+        };
+        let folded = super::names::fold(name);
+        if let Some(r) = self.rooms.get_mut(room_id.0 as usize) {
+            r.remote_presence(name, &folded, on);
+            self.mark_dirty(room_id);
+        }
+    }
+
+    /// Cluster mode: every member of `room` as the cluster has it now
+    /// (this node's users included; they are skipped).
+    pub fn room_members(&mut self, room: &str, names: Vec<String>) {
+        let Some(room_id) = fold_room(room).and_then(|f| self.room_id(&f)) else {
+            return;
+        };
+        let remote: Vec<(String, String)> = names
+            .into_iter()
+            .map(|n| (super::names::fold(&n), n))
+            .filter(|(f, _)| self.dir.has_folded(f).is_none())
+            .collect();
+        if let Some(r) = self.rooms.get_mut(room_id.0 as usize) {
+            r.remote_snapshot(remote);
+            self.mark_dirty(room_id);
+        }
+    }
+
     /// The name a pending claim is for.
     pub fn pending_claim_name(&self, conn: ConnId) -> Option<String> {
         self.claims.get(&conn).map(|p| p.name.clone())

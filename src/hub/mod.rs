@@ -156,6 +156,11 @@ pub(crate) enum Pending {
         room: Rc<str>,
         on: bool,
     },
+    Presence {
+        room: Rc<str>,
+        name: String,
+        on: bool,
+    },
 }
 
 /// The chat state machine. See the module docs.
@@ -334,6 +339,13 @@ impl Hub {
             let removed = room
                 .remove(id, &user.name, &user.folded, &self.policy, silent)
                 .is_some();
+            if removed && self.cfg.cluster {
+                self.outbox.push(Pending::Presence {
+                    room: room.name.clone(),
+                    name: user.name.clone(),
+                    on: false,
+                });
+            }
             if !removed || silent {
                 continue;
             }
@@ -502,6 +514,11 @@ impl Hub {
                     text,
                 }),
                 Pending::Watch { room, on } => f(Effect::Watch { room, on: *on }),
+                Pending::Presence { room, name, on } => f(Effect::Presence {
+                    room,
+                    name,
+                    on: *on,
+                }),
             }
         }
         outbox.clear();
@@ -737,6 +754,7 @@ impl Hub {
         }
         self.mark_dirty(room_id);
         self.watch_if_first(room_id);
+        self.tell_presence(room_id, id, true);
         Some(mode)
     }
 

@@ -373,4 +373,11 @@ pub enum Effect<'a> {
     /// longer has any. A room switched on is loaded (its recent history and
     /// topic) and answered with [`Hub::room_synced`](super::Hub::room_synced).
     Watch { room: &'a str, on: bool },
+    /// Cluster mode: the local user `name` entered `room` (`on`) or left it;
+    /// the other nodes' member lists follow.
+    Presence {
+        room: &'a str,
+        name: &'a str,
+        on: bool,
+    },
 }

@@ -17,7 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::directory::{Directory, User};
+use super::directory::Directory;
 use super::msg::{ConnId, Event, Message, PresenceMode, RoomId, Since, UserId};
 
 /// Cluster mode: where a room's state stands against the other nodes.
@@ -108,6 +108,8 @@ pub struct Room {
     pub sync: Sync,
     /// Cluster mode: the room was loaded from the cluster at least once.
     pub synced_once: bool,
+    /// Cluster mode: members on other nodes, folded name → display name.
+    remote: HashMap<String, String>,
     window_joined: u64,
     window_left: u64,
     last_summary: Option<Instant>,
@@ -130,6 +132,7 @@ impl Room {
             summary_mode: false,
             sync: Sync::Local,
             synced_once: false,
+            remote: HashMap::new(),
             window_joined: 0,
             window_left: 0,
             last_summary: None,
@@ -142,6 +145,46 @@ impl Room {
 
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
+    }
+
+    /// Members here and, in cluster mode, on other nodes.
+    pub fn total(&self) -> usize {
+        self.members.len() + self.remote.len()
+    }
+
+    /// Cluster mode: `name` is in the room on another node (`on`), or left
+    /// it. Counts for this turn's presence update like a local join or leave.
+    pub fn remote_presence(&mut self, name: &str, folded: &str, on: bool) {
+        let changed = if on {
+            self.remote
+                .insert(folded.to_owned(), name.to_owned())
+                .as_deref()
+                != Some(name)
+        } else {
+            self.remote.remove(folded).is_some()
+        };
+        if changed {
+            self.touched.push((name.to_owned(), folded.to_owned()));
+        }
+    }
+
+    /// Cluster mode: everyone in the room on other nodes, as the cluster
+    /// has it now (folded, display): differences count as joins and leaves.
+    pub fn remote_snapshot(&mut self, now: Vec<(String, String)>) {
+        let fresh: HashMap<String, String> = now.into_iter().collect();
+        let gone: Vec<(String, String)> = self
+            .remote
+            .iter()
+            .filter(|(f, _)| !fresh.contains_key(*f))
+            .map(|(f, d)| (d.clone(), f.clone()))
+            .collect();
+        for (f, d) in &fresh {
+            if self.remote.get(f) != Some(d) {
+                self.touched.push((d.clone(), f.clone()));
+            }
+        }
+        self.touched.extend(gone);
+        self.remote = fresh;
     }
 
     pub fn members(&self) -> &[Member] {
@@ -315,11 +358,22 @@ impl Room {
     /// storm, and collecting the names in place into the sorting vector
     /// would keep its larger, doubled buffer alive with the list.
     pub fn sorted_names(&self, dir: &Directory) -> Vec<String> {
-        let mut v: Vec<&User> = Vec::with_capacity(self.members.len());
-        v.extend(self.members.iter().filter_map(|m| dir.get(m.user)));
-        v.sort_unstable_by(|a, b| a.folded.cmp(&b.folded));
+        let mut v: Vec<(&str, &str)> = Vec::with_capacity(self.total());
+        v.extend(
+            self.members
+                .iter()
+                .filter_map(|m| dir.get(m.user))
+                .map(|u| (u.folded.as_str(), u.name.as_str())),
+        );
+        v.extend(
+            self.remote
+                .iter()
+                .filter(|(f, _)| dir.has_folded(f).is_none())
+                .map(|(f, d)| (f.as_str(), d.as_str())),
+        );
+        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut names = Vec::with_capacity(v.len());
-        names.extend(v.iter().map(|u| u.name.clone()));
+        names.extend(v.iter().map(|(_, d)| (*d).to_owned()));
         names
     }
 
@@ -371,7 +425,7 @@ impl Room {
         if joined + left == 0 {
             return;
         }
-        let count = self.members.len();
+        let count = self.total();
         out.push((
             Audience::All,
             Event::Summary {
@@ -413,7 +467,8 @@ impl Room {
                 let here = dir
                     .has_folded(folded)
                     .filter(|&id| self.contains(id))
-                    .map(|id| dir.name(id));
+                    .map(|id| dir.name(id))
+                    .or_else(|| self.remote.get(folded).map(String::as_str));
                 match here {
                     Some(cur) if cur == display => {
                         if !joined.contains(display) {
@@ -427,7 +482,7 @@ impl Room {
                     }
                 }
             }
-            let count = self.members.len();
+            let count = self.total();
             out.push((
                 Audience::Mode(PresenceMode::Deltas),
                 Event::Presence {

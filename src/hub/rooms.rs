@@ -37,7 +37,7 @@ impl Hub {
         let Some(room) = self.rooms.get(room_id.0 as usize) else {
             return;
         };
-        let count = room.len();
+        let count = room.total();
         let users = (!room.summarised(&self.policy, 0)).then(|| room.sorted_names(&self.dir));
         let event = Event::RoomJoined {
             room: room.name.clone(),
@@ -261,6 +261,13 @@ impl Hub {
         };
         r.remove(id, &user.name, &user.folded, &policy, false);
         let name = r.name.clone();
+        if self.cfg.cluster {
+            self.outbox.push(Pending::Presence {
+                room: name.clone(),
+                name: user.name.clone(),
+                on: false,
+            });
+        }
         let announce = !r.summarised(&policy, 1);
         let text = format!("{} left {name}.", user.name);
         if let Some(u) = self.dir.get_mut(id) {
@@ -296,7 +303,7 @@ impl Hub {
             .take(MAX_LISTED_ROOMS)
             .map(|r| RoomInfo {
                 name: r.name.clone(),
-                users: r.len(),
+                users: r.total(),
                 topic: r.topic.clone(),
             })
             .collect();

@@ -68,6 +68,7 @@ enum Seen {
     Post(Event),
     Private(ConnId, String, String),
     Watch(String, bool),
+    Presence(String, String, bool),
 }
 
 fn effects(h: &mut Hub) -> Vec<Seen> {
@@ -87,6 +88,9 @@ fn effects(h: &mut Hub) -> Vec<Seen> {
                 Seen::Private(conn, to.to_owned(), text.to_owned())
             }
             Effect::Watch { room, on } => Seen::Watch(room.to_owned(), on),
+            Effect::Presence { room, name, on } => {
+                Seen::Presence(room.to_owned(), name.to_owned(), on)
+            }
         })
     });
     v
@@ -555,7 +559,11 @@ fn effects_come_out_in_production_order() {
             Seen::Deliver(_, Event::Chat { .. }) => "chat",
             Seen::Deliver(_, Event::Presence { .. }) => "presence",
             Seen::Deliver(..) => "other",
-            Seen::Claim(..) | Seen::Post(..) | Seen::Private(..) | Seen::Watch(..) => "cluster",
+            Seen::Claim(..)
+            | Seen::Post(..)
+            | Seen::Private(..)
+            | Seen::Watch(..)
+            | Seen::Presence(..) => "cluster",
         })
         .collect();
     // Recipients are resolved when drained: a's own join notice and chat

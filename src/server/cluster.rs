@@ -48,6 +48,7 @@ impl Cluster {
                 text,
             } => node.private(conn, to, from, text, now),
             Effect::Watch { room, on } => node.watch(room, on, now),
+            Effect::Presence { room, name, on } => node.presence(room, name, on, now),
             _ => return false,
         }
         true
@@ -73,7 +74,9 @@ impl Server {
             user: target.user.clone(),
             password: target.password.clone(),
             db: target.db,
-            claim_ttl: Duration::from_secs(60),
+            // A killed node's users keep their names and places in the
+            // member lists this long.
+            claim_ttl: self.core.cfg.presence_ttl,
             stream_maxlen: 10_000,
             load_lines: self.core.cfg.hub.ring_capacity.max(1),
             fresh_epoch: self.hub_epoch(),
@@ -168,7 +171,7 @@ impl Server {
                 self.timers_for_link.push((i, next));
             }
         }
-        let (restart_cmd, restart_sub) = cl.node.on_tick(now);
+        let (restart_cmd, restart_sub) = cl.node.on_tick(now, self.core.now.unix_ms);
         for (i, restart) in [(cl.cmd, restart_cmd), (cl.sub, restart_sub)] {
             if restart && let Some(link) = self.links.get_mut(i) {
                 warn!("cluster: Redis stopped answering; reconnecting");
@@ -269,6 +272,8 @@ impl Server {
             ToHub::DeliverPrivate { folded, from, text } => {
                 self.hub.deliver_private(&folded, from, text, now);
             }
+            ToHub::Presence { room, name, on } => self.hub.remote_presence(&room, &name, on),
+            ToHub::Members { room, names } => self.hub.room_members(&room, names),
             ToHub::Unposted(rec) => self.hub.post_locally(history::message_of(rec), now),
         }
     }

@@ -62,7 +62,8 @@ impl Server {
                 Effect::Claim { .. }
                 | Effect::Post { .. }
                 | Effect::Private { .. }
-                | Effect::Watch { .. } => {}
+                | Effect::Watch { .. }
+                | Effect::Presence { .. } => {}
             }
         });
         self.core.enc = buf;
