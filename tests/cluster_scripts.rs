@@ -321,6 +321,24 @@ fn post_continues_above_the_stream_when_the_counter_is_lost_or_behind() {
         post(&mut c, &keys, room, b"v", b"1000"),
         Frame::Integer(100)
     );
+    // Large seqs are written in plain digits (Lua's default format would
+    // give `1e+15`), in the ID and in the note.
+    let mut sub = Conn::subscriber(&server, &keys.room_channel(room));
+    c.cmd(&[b"SET", &seq, b"999999999999999"]);
+    assert_eq!(
+        post(&mut c, &keys, room, b"v", b"1000"),
+        Frame::Integer(1_000_000_000_000_000)
+    );
+    assert_eq!(sub.message().1, b"m 1000000000000000 v");
+    c.cmd(&[b"DEL", &seq]);
+    assert_eq!(
+        post(&mut c, &keys, room, b"u", b"1000"),
+        Frame::Integer(1_000_000_000_000_001)
+    );
+    assert_eq!(
+        entries(&mut c, &log).last().map(|(id, _, _)| id.clone()),
+        Some("1000000000000001-0".to_string())
+    );
 
     // Any other XADD failure is reported as it is, not papered over.
     let reply = post(&mut c, &keys, room, b"v", b"not-a-number");
