@@ -55,8 +55,17 @@ impl Hub {
         }
         self.cluster_up = up;
         if up {
+            if std::mem::take(&mut self.cluster_lost) {
+                let text = "The other servers are back in reach.".to_owned();
+                self.push(Target::Everyone, now, Event::Notice { text });
+            }
             return;
         }
+        // Told once per outage (a flapping link says it again only after
+        // coming back).
+        self.cluster_lost = true;
+        let text = "The other servers are out of reach: you can still talk with the users of this server, and the rest will follow when they are back.".to_owned();
+        self.push(Target::Everyone, now, Event::Notice { text });
         let mut waiting: Vec<(ConnId, PendingJoin)> = self.claims.drain().collect();
         self.claiming.clear();
         // In the order they came (connection keys are handed out in order).

@@ -186,6 +186,8 @@ pub struct Hub {
     fancy: Vec<ConnId>,
     /// Cluster mode: the other nodes are in reach.
     cluster_up: bool,
+    /// Cluster mode: users were told the other nodes are out of reach.
+    cluster_lost: bool,
     /// Cluster mode: joins waiting for their name's claim, by connection,
     /// and the folded names being claimed.
     claims: HashMap<ConnId, cluster::PendingJoin>,
@@ -216,6 +218,7 @@ impl Hub {
             plain: Vec::new(),
             fancy: Vec::new(),
             cluster_up: false,
+            cluster_lost: false,
             claims: HashMap::new(),
             claiming: HashMap::new(),
         };

@@ -1030,7 +1030,20 @@ fn cluster_out_of_reach_serves_locally_and_catches_up_after() {
     // The cluster goes away while the claim is in flight: decided here.
     h.set_cluster_up(false, now());
     assert_eq!(h.name_of(id(1)), Some("ann"));
-    effects(&mut h);
+    let told = |seen: &[Seen], what: &str| {
+        seen.iter()
+            .filter(
+                |s| matches!(s, Seen::Deliver(_, Event::Notice { text }) if text.contains(what)),
+            )
+            .count()
+    };
+    assert_eq!(
+        told(&effects(&mut h), "out of reach"),
+        1,
+        "users are told once"
+    );
+    h.set_cluster_up(false, now());
+    assert_eq!(told(&effects(&mut h), "out of reach"), 0);
     // Local chat goes on, numbered here.
     say(&mut h, 1, "alone", now());
     assert!(
@@ -1040,6 +1053,7 @@ fn cluster_out_of_reach_serves_locally_and_catches_up_after() {
     );
     // Back: the lobby's first load is history, not news.
     h.set_cluster_up(true, now());
+    assert_eq!(told(&effects(&mut h), "back in reach"), 1);
     h.room_synced(
         "#lobby",
         3,

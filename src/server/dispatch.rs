@@ -105,6 +105,8 @@ fn refresh_stats(core: &mut Core, hub: &Hub) {
     v.bytes_out = s.bytes_out + core.books.bytes_out;
     v.accepted = s.accepted;
     v.refused = s.refused;
+    v.deliveries = s.deliveries;
+    v.dropped_slow = s.dropped_slow;
     v.uptime_secs = core
         .now
         .mono

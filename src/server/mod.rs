@@ -139,6 +139,10 @@ pub struct Stats {
     pub bytes_out: u64,
     pub accepted: u64,
     pub refused: u64,
+    /// Messages queued for a recipient (one per recipient).
+    pub deliveries: u64,
+    /// Clients dropped for reading too slowly (over the output limit).
+    pub dropped_slow: u64,
 }
 
 /// What sessions read and connections write besides themselves.
@@ -847,6 +851,9 @@ impl Server {
     /// connections marked dead are removed.
     fn reap(&mut self) {
         for (id, why) in self.core.books.ended.drain(..) {
+            if why == LeaveReason::OverLimit {
+                self.core.stats.dropped_slow += 1;
+            }
             self.hub.handle_left(id, why, self.core.now);
         }
         while let Some(key) = self.core.books.dead.pop() {

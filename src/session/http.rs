@@ -183,7 +183,7 @@ fn stats_json(s: &StatsView) -> Vec<u8> {
         total += n;
     }
     out.push(b'}');
-    let fields: [(&str, u64); 9] = [
+    let fields: [(&str, u64); 11] = [
         ("connections_total", total as u64),
         ("users", s.users as u64),
         ("rooms", s.rooms as u64),
@@ -193,6 +193,8 @@ fn stats_json(s: &StatsView) -> Vec<u8> {
         ("accepted", s.accepted),
         ("refused", s.refused),
         ("uptime_secs", s.uptime_secs),
+        ("deliveries", s.deliveries),
+        ("dropped_slow_clients", s.dropped_slow),
     ];
     for (key, value) in fields {
         out.push(b',');
@@ -308,6 +310,18 @@ fn metrics_text(s: &StatsView) -> Vec<u8> {
         "counter",
         "Connections refused at the door (limits).",
         &[("", s.refused)],
+    );
+    metric(
+        "deliveries_total",
+        "counter",
+        "Messages queued for a recipient (one per recipient).",
+        &[("", s.deliveries)],
+    );
+    metric(
+        "dropped_slow_clients_total",
+        "counter",
+        "Clients dropped for reading too slowly (over the output limit).",
+        &[("", s.dropped_slow)],
     );
     metric(
         "uptime_seconds",
@@ -432,6 +446,8 @@ mod tests {
             accepted: 3,
             refused: 1,
             uptime_secs: 5,
+            deliveries: 40,
+            dropped_slow: 1,
             cluster: Some(super::super::ClusterView {
                 node: "n1".into(),
                 redis: "redis://127.0.0.1:6379/0".into(),
@@ -459,6 +475,8 @@ mod tests {
         assert_eq!(v["history"]["persistent"], true);
         assert_eq!(v["history"]["degraded"], true);
         assert_eq!(v["history"]["dropped_records"], 4);
+        assert_eq!(v["deliveries"], 40);
+        assert_eq!(v["dropped_slow_clients"], 1);
         assert_eq!(v["cluster"]["node"], "n1");
         assert_eq!(v["cluster"]["up"], true);
         assert_eq!(v["cluster"]["connects"], 2);

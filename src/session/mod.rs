@@ -55,6 +55,10 @@ pub struct StatsView {
     pub accepted: u64,
     pub refused: u64,
     pub uptime_secs: u64,
+    /// Messages queued for recipients (one per recipient).
+    pub deliveries: u64,
+    /// Clients dropped for reading too slowly.
+    pub dropped_slow: u64,
     /// The durable history, when there is one.
     pub history: Option<HistoryView>,
     /// The cluster link, with `--redis`.
