@@ -21,8 +21,22 @@ the order rotated, and results.md gives each mode's medians, their ratio to
 the in-memory medians, and each round's p99 over the same round's in-memory
 p99. Every mode must lose nothing.
 
-`bench/run.py --only NAME[,NAME...]` runs just those scenarios (results.md
-then says so). bench/compare.py reuses the functions here.
+Cluster: cluster-2x and reuse-port-2x start a private redis-server (on a
+free loopback port, nothing saved) and two nodes joined through it (`--redis`,
+`--node-id n1`/`n2`), drive them with one chat-load whose clients are spread
+over both, then run the same load against a single node, and report the two
+side by side, with the CPU time of each node and of redis-server (from
+/proc/PID/stat, over the chat-load run) and the users each node held.
+cluster-2x gives each node its own ports (fanout-1k's load, clients split by
+chat-load); reuse-port-2x starts both on the same three ports with
+`--reuse-port` (burst-1k's load, clients spread by the kernel). They need
+`redis-server` on the PATH (Debian package redis-server) and cannot run
+without it.
+
+`bench/run.py --only NAME[,NAME...] [NAME...]` runs just those scenarios
+(results.md then says so). bench/compare.py reuses the functions here. The
+binaries are taken from $CARGO_TARGET_DIR/release when that is set (as cargo
+builds them there), else from target/release.
 """
 
 import datetime
@@ -32,18 +46,23 @@ import platform
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
-SERVER = os.path.join(ROOT, "target", "release", "multiuserchat")
-LOAD = os.path.join(ROOT, "target", "release", "chat-load")
-FLOOR = os.path.join(ROOT, "target", "release", "examples", "floor_relay")
+# Where `cargo build` put the binaries (bench/run.sh builds from the repository root).
+TARGET = os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR") or "target")
+SERVER = os.path.join(TARGET, "release", "multiuserchat")
+LOAD = os.path.join(TARGET, "release", "chat-load")
+FLOOR = os.path.join(TARGET, "release", "examples", "floor_relay")
+REDIS_SERVER = shutil.which("redis-server")
 # Per-connection logging at info level would be part of what is measured.
 SERVER_FLAGS = ["--log-level", "warn"]
 
@@ -124,15 +143,18 @@ def finish_json(code, out_path, err_path):
 
 class Server:
     """A fresh server on free loopback ports; with `floor`, the floor relay
-    (TCP port only) instead. `binary` overrides the server executable."""
+    (TCP port only) instead. `binary` overrides the server executable;
+    `ports` = (tcp, ws, http) gives the ports instead of letting the kernel
+    pick them (port 0)."""
 
-    def __init__(self, name, extra=(), binary=None, floor=False):
+    def __init__(self, name, extra=(), binary=None, floor=False, ports=(0, 0, 0)):
         self.log = os.path.join(TMP, f"{name}.server")
         self.out = open(self.log, "w")
         self.floor = floor
+        tcp_port, ws_port, http_port = (str(x) for x in ports)
         cmd = [FLOOR, "0"] if floor else [
-            binary or SERVER, "--host", "127.0.0.1", "--tcp-port", "0", "--ws-port", "0",
-            "--http-port", "0", *SERVER_FLAGS, *extra]
+            binary or SERVER, "--host", "127.0.0.1", "--tcp-port", tcp_port, "--ws-port",
+            ws_port, "--http-port", http_port, *SERVER_FLAGS, *extra]
         self.proc = spawn(cmd, stdout=self.out, stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
         deadline = time.monotonic() + 10
@@ -176,6 +198,74 @@ class Server:
     def stop(self):
         stop(self.proc)
         self.out.close()
+
+
+class Redis:
+    """A private redis-server on a free loopback port, nothing saved to disk,
+    started in the foreground as our child and stopped by its PID."""
+
+    def __init__(self, name):
+        if not REDIS_SERVER:
+            raise CouldNotRun("redis-server is not installed (Debian: apt install "
+                              "redis-server); the cluster scenarios need it")
+        self.port = free_ports(1)[0]
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self.log = os.path.join(TMP, f"{name}.redis")
+        self.out = open(self.log, "w")
+        self.proc = spawn([REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+                           "--save", "", "--appendonly", "no", "--daemonize", "no",
+                           "--loglevel", "warning"],
+                          stdout=self.out, stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            if self.ping():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise CouldNotRun(f"redis-server on port {self.port} did not answer PING: "
+                          f"{open(self.log).read()[-300:]!r}")
+
+    def ping(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as c:
+                c.sendall(b"PING\r\n")
+                return c.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self):
+        stop(self.proc)
+        self.out.close()
+
+
+def free_ports(n):
+    """`n` distinct loopback TCP ports that nobody listens on right now (all
+    bound at once, then released; another process could still take one)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def cpu_secs(pid):
+    """utime + stime of a live process, in seconds (/proc/PID/stat), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+        # Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+        rest = text[text.rindex(")") + 2:].split()
+        return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def status_kib(pid, field):
@@ -663,6 +753,271 @@ def churn_scenario():
     }
 
 
+# ---------------------------------------------------------------- cluster
+
+# The two nodes of cluster-2x and reuse-port-2x (their --node-id).
+CLUSTER_NODES = ("n1", "n2")
+
+
+def http_stats(addr, timeout=5):
+    with urllib.request.urlopen(f"http://{addr}/stats", timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def node_stats(http_addrs, want, limit):
+    """The latest /stats of each node in `want` (cluster node ids), polling
+    `http_addrs` until every one of them has answered with its Redis link up.
+    With --reuse-port one address reaches either node (the kernel picks), so
+    it is asked again until both have answered. CouldNotRun after `limit` s."""
+    seen = {}
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        for addr in http_addrs:
+            try:
+                st = http_stats(addr, timeout=2)
+            except (OSError, ValueError):
+                continue
+            node = (st.get("cluster") or {}).get("node")
+            if node in want:
+                seen[node] = st
+        if all(seen.get(n, {}).get("cluster", {}).get("up") for n in want):
+            return seen
+        time.sleep(0.05)
+    state = {n: seen[n]["cluster"].get("up") if n in seen else "no answer" for n in want}
+    raise CouldNotRun(f"cluster nodes not all up with Redis within {limit} s: {state}")
+
+
+class UsersPoller:
+    """Samples /stats `users` at every HTTP address, twice every 0.25 s (a
+    shared port reaches one node or the other), in a thread; `stop()` returns
+    the most users seen per node id ("node" for a server without a cluster)."""
+
+    def __init__(self, http_addrs):
+        self.addrs = list(http_addrs)
+        self.peak = {}
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.done.wait(0.25):
+            for addr in self.addrs:
+                for _ in range(2):
+                    try:
+                        st = http_stats(addr, timeout=2)
+                    except (OSError, ValueError):
+                        continue
+                    node = (st.get("cluster") or {}).get("node", "node")
+                    self.peak[node] = max(self.peak.get(node, 0), st.get("users") or 0)
+
+    def stop(self):
+        self.done.set()
+        self.thread.join(timeout=10)
+        return dict(self.peak)
+
+
+def measured_load(name, addrs, http_addrs, procs, args, shown_addrs, limit=90):
+    """One chat-load run with its clients spread over `addrs` (round-robin).
+    The result gains the CPU time (utime + stime) each process of `procs`
+    (label -> pid) used over the run, in seconds and in % of one core over
+    the run's wall time, and the peak users of each node seen in /stats."""
+    cmd = [LOAD, *[x for a in addrs for x in ("--addr", a)], *args, "--json",
+           "--timeout", str(limit - 10)]
+    before = {k: cpu_secs(pid) for k, pid in procs.items()}
+    poller = UsersPoller(http_addrs)
+    t0 = time.monotonic()
+    try:
+        code, data, stdout, stderr = run_json(cmd, limit, name)
+    finally:
+        wall = time.monotonic() - t0
+        peak = poller.stop()
+    after = {k: cpu_secs(pid) for k, pid in procs.items()}
+    if data is None:
+        raise CouldNotRun(f"{name}: chat-load exited {code} without a result: "
+                          f"{(stderr or stdout)[-400:]!r}")
+    cpu = {}
+    for k in procs:
+        a, b = before[k], after[k]
+        used = None if a is None or b is None else b - a
+        cpu[k] = {"secs": used, "pct_of_core": None if used is None else 100 * used / wall}
+    return {"cmd": f"chat-load {shown_addrs} " + " ".join(args), "exit": code,
+            "report": data, "stderr": stderr.strip()[-400:], "cpu": cpu,
+            "wall_secs": round(wall, 2), "peak_users": peak}
+
+
+def cluster_run(name, args, shared_port):
+    """`args` against two nodes joined through a private redis-server: each on
+    its own kernel-chosen ports, chat-load splitting the clients between them,
+    or (`shared_port`) both on the same three free ports with --reuse-port,
+    the kernel spreading the clients. The result gains each node's /stats
+    after the run."""
+    redis = Redis(name)
+    nodes = []
+    try:
+        ports = tuple(free_ports(3)) if shared_port else (0, 0, 0)
+        for nid in CLUSTER_NODES:
+            extra = ["--redis", redis.url, "--node-id", nid]
+            if shared_port:
+                extra.append("--reuse-port")
+            nodes.append(Server(f"{name}-{nid}", extra, ports=ports))
+        tcp = list(dict.fromkeys(n.tcp for n in nodes))
+        http = list(dict.fromkeys(n.http for n in nodes))
+        node_stats(http, CLUSTER_NODES, 10)
+        procs = {nid: n.pid for nid, n in zip(CLUSTER_NODES, nodes)}
+        procs["redis"] = redis.pid
+        shown = ("--addr SHARED (both nodes, --reuse-port)" if shared_port
+                 else "--addr NODE1 --addr NODE2")
+        r = measured_load(name, tcp, http, procs, args, shown)
+        r["node_stats"] = node_stats(http, CLUSTER_NODES, 5)
+    finally:
+        for n in nodes:
+            n.stop()
+        redis.stop()
+    return r
+
+
+def single_run(name, args):
+    """The same load against one node without Redis, measured the same way."""
+    srv = Server(name)
+    try:
+        return measured_load(name, [srv.tcp], [srv.http], {"node": srv.pid}, args,
+                             "--addr NODE")
+    finally:
+        srv.stop()
+
+
+def order_shown(d):
+    if d.get("order_same"):
+        return f"same for {d.get('order_receivers')} receivers"
+    return (f"DIFFERS ({d.get('order_distinct')} distinct orders, "
+            f"{d.get('order_receivers')} compared)")
+
+
+def cluster_rows(two, one):
+    """Side-by-side rows [figure, 2 nodes, 1 node, 2 nodes / 1 node or None]."""
+    a, b = two["report"], one["report"]
+    rows = []
+
+    def num(label, va, vb, fmt):
+        rows.append([label, "n/a" if va is None else fmt.format(va),
+                     "n/a" if vb is None else fmt.format(vb), ratio(va, vb)])
+
+    def text(label, va, vb):
+        rows.append([label, va, vb, None])
+
+    num("deliveries/s", a["deliveries_per_sec"], b["deliveries_per_sec"], "{:,.0f}")
+    text("delivered", f"{a['deliveries']:,} of {a['expected_deliveries']:,}",
+         f"{b['deliveries']:,} of {b['expected_deliveries']:,}")
+    text("lost / dup / reordered", f"{a['lost']}/{a['duplicated']}/{a['reordered']}",
+         f"{b['lost']}/{b['duplicated']}/{b['reordered']}")
+    text("order", order_shown(a), order_shown(b))
+    for q in ("p50", "p99", "max"):
+        num(f"{q} latency (ms)", a["latency_us"][q] / 1000, b["latency_us"][q] / 1000,
+            "{:.2f}")
+    text("users per node (peak in /stats)",
+         ", ".join(f"{n} {two['peak_users'].get(n, 'n/a')}" for n in CLUSTER_NODES),
+         str(one["peak_users"].get("node", "n/a")))
+
+    def cpu_of(r, keys):
+        vals = [r["cpu"][k]["secs"] for k in keys]
+        return None if None in vals else sum(vals)
+
+    def cpu_each(r, keys):
+        """`n1 S s (P%), n2 ...`; one node's figure without its label."""
+        shown = ["n/a" if r["cpu"][k]["secs"] is None else
+                 f"{r['cpu'][k]['secs']:.2f} s ({r['cpu'][k]['pct_of_core']:.0f}%)"
+                 for k in keys]
+        if len(keys) == 1:
+            return shown[0]
+        return ", ".join(f"{k} {v}" for k, v in zip(keys, shown))
+
+    text("node CPU s (% of one core)", cpu_each(two, CLUSTER_NODES), cpu_each(one, ["node"]))
+    num("node CPU s, all nodes", cpu_of(two, CLUSTER_NODES), cpu_of(one, ["node"]), "{:.2f}")
+    rc = two["cpu"]["redis"]
+    text("redis-server CPU s (% of one core)",
+         "n/a" if rc["secs"] is None else f"{rc['secs']:.2f} ({rc['pct_of_core']:.0f}%)",
+         "(no Redis)")
+    num("nodes + Redis CPU s", None if cpu_of(two, CLUSTER_NODES) is None or rc["secs"] is None
+        else cpu_of(two, CLUSTER_NODES) + rc["secs"], cpu_of(one, ["node"]), "{:.2f}")
+    num("generator CPU s", a.get("gen_cpu_secs"), b.get("gen_cpu_secs"), "{:.2f}")
+    num("connect + join s", a["connect_secs"], b["connect_secs"], "{:.2f}")
+    text("run (CPU window) s", f"{two['wall_secs']:.1f}", f"{one['wall_secs']:.1f}")
+    return rows
+
+
+def redis_figures(two):
+    """Each node's Redis counters from /stats after the run."""
+    out = {}
+    for n in CLUSTER_NODES:
+        c = two["node_stats"].get(n, {}).get("cluster", {})
+        out[f"{n}: lines posted / received via Redis"] = (
+            f"{c.get('posted', 0):,} / {c.get('received', 0):,}")
+        out[f"{n}: gaps filled / lost, last Redis RTT us"] = (
+            f"{c.get('gaps_filled')} / {c.get('gaps_lost')}, {c.get('rtt_us')}")
+    return out
+
+
+def cluster_checks(two, one, extra_info):
+    a, b = two["report"], one["report"]
+
+    def errors(d):
+        return sum(d.get(k, 0) for k in ("duplicated", "reordered", "unexpected",
+                                         "disconnected", "misdelivered"))
+
+    same = a.get("order_same")
+    return [
+        check("2 nodes: lost", a["lost"], "==", 0),
+        {"check": "2 nodes: same order at every receiver", "value": same,
+         "shown": order_shown(a), "target": "== same",
+         "status": "PASS" if same is True else "MISS"},
+        check("2 nodes: dup+reordered+unexpected+dropped", errors(a), "==", 0),
+        check("2 nodes: run completed", a["result"], "==", "OK"),
+        check("1 node: lost", b["lost"], "==", 0),
+        check("1 node: run completed", b["result"], "==", "OK"),
+        *extra_info,
+    ]
+
+
+def cluster_2x():
+    name = "cluster-2x"
+    two = cluster_run(name, FANOUT_1K, shared_port=False)
+    one = single_run(f"{name}-single", FANOUT_1K)
+    a, b = two["report"], one["report"]
+    p99a, p99b = a["latency_us"]["p99"] / 1000, b["latency_us"]["p99"] / 1000
+    info = [{"check": "2 nodes: p99 latency (ms)", "value": p99a,
+             "shown": f"{p99a:.2f} (1 node: {p99b:.2f})", "target": "(no target: reported)",
+             "status": "INFO"},
+            {"check": "2 nodes: deliveries/s", "value": a["deliveries_per_sec"],
+             "shown": f"{a['deliveries_per_sec']:,.0f} (1 node: {b['deliveries_per_sec']:,.0f})",
+             "target": "(no target: reported)", "status": "INFO"}]
+    figures = {"clients per address (chat-load)": ", ".join(
+        f"{x['addr']} {x['clients']}" for x in a.get("addrs", []))}
+    figures.update(redis_figures(two))
+    figures["run order"] = "2 nodes, then 1 node"
+    return {"figures": figures, "checks": cluster_checks(two, one, info),
+            "cluster": {"rows": cluster_rows(two, one)},
+            "raw": {"two_nodes": two, "one_node": one}}
+
+
+def reuse_port_2x():
+    name = "reuse-port-2x"
+    two = cluster_run(name, BURST_1K, shared_port=True)
+    one = single_run(f"{name}-single", BURST_1K)
+    a, b = two["report"], one["report"]
+    q = ratio(a["deliveries_per_sec"], b["deliveries_per_sec"])
+    info = [{"check": "deliveries/s, 2 nodes / 1 node", "value": q,
+             "shown": f"{a['deliveries_per_sec']:,.0f} / {b['deliveries_per_sec']:,.0f} = "
+                      + ("n/a" if q is None else f"{q:.2f}"),
+             "target": "(no target: reported)", "status": "INFO"}]
+    figures = {"shared ports": "tcp, ws, http: three free loopback ports, both nodes "
+                               "--reuse-port"}
+    figures.update(redis_figures(two))
+    figures["run order"] = "2 nodes, then 1 node"
+    return {"figures": figures, "checks": cluster_checks(two, one, info),
+            "cluster": {"rows": cluster_rows(two, one)},
+            "raw": {"two_nodes": two, "one_node": one}}
+
+
 SCENARIOS = [
     ("chat-1k", "1,000 TCP clients, 100 senders, 100 msg/s aggregate for 10 s",
      simple_load("chat-1k", ["--proto", "tcp-json", "--clients", "1000", "--senders", "100",
@@ -695,6 +1050,14 @@ SCENARIOS = [
     ("http", "keep-alive GET / from 64 connections for 5 s", http_scenario, 1),
     ("churn", "500 joins+leaves/s for 10 s while 1,000 others chat (100 msg/s)",
      churn_scenario, 1),
+    ("cluster-2x", "fanout-1k's load (1,000 TCP clients, 100 senders, 1,000 msg/s for 10 s) "
+                   "split over 2 nodes joined through a private redis-server, each node on "
+                   "its own ports; then the same load against 1 node",
+     cluster_2x, 1),
+    ("reuse-port-2x", "burst-1k's load (1,000 TCP clients, 10 senders as fast as the window "
+                      "allows, 8 s) against 2 nodes sharing the same ports (--reuse-port) and "
+                      "joined through a private redis-server; then against 1 node",
+     reuse_port_2x, 1),
 ]
 
 
@@ -768,6 +1131,16 @@ def floor_lines(results):
     return md
 
 
+def cluster_lines(results):
+    """Markdown rows of the cluster table: two nodes beside one node."""
+    md = []
+    for r in results:
+        for label, two, one, q in (r.get("cluster") or {}).get("rows", []):
+            md.append(f"| {r['name']} | {label} | {two} | {one} | "
+                      + ("" if q is None else f"{q:.2f}") + " |")
+    return md
+
+
 def durability_lines(results):
     """Markdown rows of the durability table: each mode's medians, with the
     ratio to the in-memory run's median in brackets."""
@@ -801,7 +1174,9 @@ def write_results(mach, results, total_secs, only=None):
           "Written by `make bench` (bench/run.sh). Every scenario ran against a fresh "
           "server on loopback ports (`--log-level warn`, other flags at their defaults, "
           "`--summary-above` 1000, history in memory; durability-1k adds `--data-dir` and "
-          "`--fsync`). The load generator shares the machine with the server.",
+          "`--fsync`; cluster-2x and reuse-port-2x add `--redis` and `--node-id`, and "
+          "reuse-port-2x `--reuse-port`). The load generator shares the machine with the "
+          "server.",
           "",
           "## Machine", "",
           f"- CPUs: {mach['nproc']} x {mach['cpu_model']}, memory {mach['memory_kib']} KiB",
@@ -865,6 +1240,25 @@ def write_results(mach, results, total_secs, only=None):
                "| Mode | Server flags | p99 ms | max ms | deliveries/s | server CPU s "
                "| p99 / in memory, per round | lost | 0 lost |",
                "|---|---|---|---|---|---|---|---|---|", *durable]
+    cluster = cluster_lines(results)
+    if cluster:
+        md += ["", "## Cluster: two nodes beside one", "",
+               "cluster-2x and reuse-port-2x start a private `redis-server` (free loopback "
+               "port, nothing saved) and two nodes joined through it (`--redis`, `--node-id "
+               "n1`/`n2`), run one chat-load against both, stop them, then run the same load "
+               "against one node without Redis, in the same run. cluster-2x gives each node "
+               "its own ports and chat-load puts client i on node i mod 2; reuse-port-2x "
+               "starts both nodes on the same three ports with `--reuse-port` and the kernel "
+               "spreads the connections. In a cluster every room line goes through Redis "
+               "(one Lua script per line, then pub/sub back to every node, the sender's "
+               "included), so the nodes' work is not simply split in two. CPU figures are "
+               "utime + stime from `/proc/PID/stat` over the chat-load run (\"run\" row), "
+               "and % of one core is that over the run's wall time; the machine has two "
+               "cores shared by the nodes, Redis and chat-load. Order: every receiver must "
+               "have seen the lobby's lines in one and the same order (chat-load's same-order "
+               "check). A ratio above 1 means the two nodes' figure is higher.", "",
+               "| Scenario | Figure | 2 nodes | 1 node | 2 nodes / 1 node |",
+               "|---|---|---|---|---|", *cluster]
     md += ["", "## Scenarios", ""]
     for r in results:
         md += [f"### {r['name']}: {r['status']}", "", r["description"], "",
@@ -907,14 +1301,14 @@ def main():
     signal.signal(signal.SIGHUP, on_signal)
     only = None
     args = sys.argv[1:]
-    if args[:1] == ["--only"] and len(args) == 2:
-        only = [n for n in args[1].split(",") if n]
+    if args[:1] == ["--only"] and len(args) >= 2:
+        only = [n for a in args[1:] for n in a.split(",") if n]
         unknown = set(only) - {name for name, *_ in SCENARIOS}
         if unknown:
             print(f"bench: unknown scenario(s): {', '.join(sorted(unknown))}", file=sys.stderr)
             return 2
     elif args:
-        print("usage: bench/run.py [--only NAME[,NAME...]]", file=sys.stderr)
+        print("usage: bench/run.py [--only NAME[,NAME...] [NAME...]]", file=sys.stderr)
         return 2
     raise_open_files()
     for exe in (SERVER, LOAD, FLOOR):
@@ -956,6 +1350,9 @@ def main():
             for key, (a, b, q) in entry.get("floor", {}).get("rows", {}).items():
                 print(f"  floor {key}: server {fmt_figure(key, a)}, floor {fmt_figure(key, b)}"
                       + ("" if q is None else f", ratio {q:.2f}"), flush=True)
+            for label, two, one, q in entry.get("cluster", {}).get("rows", []):
+                print(f"  {label}: 2 nodes {two}; 1 node {one}"
+                      + ("" if q is None else f"; ratio {q:.2f}"), flush=True)
             for line in durability_lines([entry]):
                 print("  " + line, flush=True)
             if entry.get("error"):
