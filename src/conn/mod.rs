@@ -19,7 +19,7 @@ use mio::net::TcpStream;
 use crate::hub::{ConnId, LeaveReason};
 use crate::session::{Port, Session};
 
-pub use out_queue::{Flush, OutQueue};
+pub use out_queue::{Flush, OutQueue, Slice};
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,17 +130,38 @@ impl Conn {
     /// takes now, and only a client still over the limit is dropped
     /// ([`LeaveReason::OverLimit`]). False when the chunk was not queued.
     pub fn queue(&mut self, chunk: Rc<[u8]>, limit: usize, books: &mut Books) -> bool {
+        if !self.make_room(chunk.len(), limit, books) {
+            return false;
+        }
+        self.out.push(chunk);
+        self.mark_dirty(books);
+        true
+    }
+
+    /// Like [`Conn::queue`], for a range of a shared block (a broadcast).
+    pub fn queue_slice(&mut self, slice: Slice, limit: usize, books: &mut Books) -> bool {
+        if !self.make_room(slice.len(), limit, books) {
+            return false;
+        }
+        self.out.push_slice(slice);
+        self.mark_dirty(books);
+        true
+    }
+
+    /// True when `len` more bytes fit under `limit` (after handing the
+    /// socket what it takes now); else the connection is dropped.
+    fn make_room(&mut self, len: usize, limit: usize, books: &mut Books) -> bool {
         if self.phase == Phase::Dead {
             return false;
         }
-        if self.out.pending_bytes() + chunk.len() > limit {
+        if self.out.pending_bytes() + len > limit {
             if self.phase == Phase::Open
                 && !books.hold_early_flush
                 && let Ok((n, _)) = self.out.flush(&mut self.socket)
             {
                 books.bytes_out += n as u64;
             }
-            if self.out.pending_bytes() + chunk.len() > limit {
+            if self.out.pending_bytes() + len > limit {
                 warn!(
                     "{:?} {}: more than {limit} bytes of output pending, disconnecting",
                     self.id, self.peer
@@ -149,8 +170,6 @@ impl Conn {
                 return false;
             }
         }
-        self.out.push(chunk);
-        self.mark_dirty(books);
         true
     }
 

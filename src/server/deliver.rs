@@ -89,8 +89,8 @@ fn send_one(
     let Some(format) = conn.session.format() else {
         return;
     };
-    if let Some(chunk) = enc.get(format, buf)
-        && conn.queue(chunk, core.cfg.out_hard_limit_bytes, &mut core.books)
+    if let Some(slice) = enc.get(format, &mut core.logs, buf)
+        && conn.queue_slice(slice, core.cfg.out_hard_limit_bytes, &mut core.books)
     {
         core.stats.deliveries += 1;
     }

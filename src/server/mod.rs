@@ -168,6 +168,8 @@ pub(crate) struct Core {
     /// Reusable session output and encoding buffers.
     pub outs: Vec<Out>,
     pub enc: Vec<u8>,
+    /// The shared logs every broadcast is encoded into (one per wire format).
+    pub logs: crate::session::OutLogs,
     /// The durable history (`--data-dir`), if any.
     pub store: Option<crate::store::Store>,
 }
@@ -308,6 +310,7 @@ impl Server {
             resume: Vec::new(),
             outs: Vec::new(),
             enc: Vec::new(),
+            logs: crate::session::OutLogs::default(),
             store,
             cfg,
         };

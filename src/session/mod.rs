@@ -24,6 +24,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use crate::config::Config;
+use crate::conn::out_queue::{SharedLog, Slice};
 use crate::hub::{ConnId, ErrorCode, Event, LOBBY, LeaveReason, Message, Request};
 use crate::proto::chat::{ClientMsg, Stamp, encode_json, encode_message_json, encode_message_text};
 use crate::proto::ws::frame::{Opcode, frame_header};
@@ -350,16 +351,26 @@ pub fn refusal(port: Port, why: Refusal, stamp: Stamp, out: &mut Vec<u8>) {
     }
 }
 
+/// The shared logs broadcasts are encoded into, one per wire format (see
+/// `conn::out_queue`).
+#[derive(Debug, Default)]
+pub struct OutLogs {
+    pub json: SharedLog,
+    pub text: SharedLog,
+    pub ws: SharedLog,
+}
+
 /// Lazily encoded forms of one hub message: each wire format at most once,
-/// shared by every recipient of that format.
+/// appended to that format's shared log and queued by every recipient of
+/// that format as a range of it.
 pub struct Encoded<'a> {
     msg: &'a Message,
     offset_secs: i32,
     /// The recipients get the rooms form.
     rooms: bool,
-    json: Option<Rc<[u8]>>,
-    text: Option<Option<Rc<[u8]>>>,
-    ws: Option<Rc<[u8]>>,
+    json: Option<Option<Slice>>,
+    text: Option<Option<Slice>>,
+    ws: Option<Option<Slice>>,
 }
 
 impl<'a> Encoded<'a> {
@@ -376,39 +387,37 @@ impl<'a> Encoded<'a> {
         }
     }
 
-    /// The bytes for `format`; `None` when that format carries nothing for this message.
-    pub fn get(&mut self, format: Format, buf: &mut Vec<u8>) -> Option<Rc<[u8]>> {
+    /// The bytes for `format`, appended to `logs` on first use; `None` when
+    /// that format carries nothing for this message. `buf` is scratch space.
+    pub fn get(&mut self, format: Format, logs: &mut OutLogs, buf: &mut Vec<u8>) -> Option<Slice> {
         let (msg, offset, rooms) = (self.msg, self.offset_secs, self.rooms);
         match format {
-            Format::JsonLine => Some(
-                self.json
-                    .get_or_insert_with(|| {
-                        buf.clear();
-                        encode_message_json(msg, offset, rooms, buf);
-                        buf.push(b'\n');
-                        Rc::from(buf.as_slice())
-                    })
-                    .clone(),
-            ),
-            Format::Text => self
-                .text
+            Format::JsonLine => self
+                .json
                 .get_or_insert_with(|| {
-                    buf.clear();
-                    encode_message_text(msg, offset, buf).then(|| Rc::from(buf.as_slice()))
+                    logs.json.append(|v| {
+                        encode_message_json(msg, offset, rooms, v);
+                        v.push(b'\n');
+                        true
+                    })
                 })
                 .clone(),
-            Format::WsText => Some(
-                self.ws
-                    .get_or_insert_with(|| {
-                        buf.clear();
-                        encode_message_json(msg, offset, rooms, buf);
-                        let mut frame = Vec::with_capacity(buf.len() + 10);
-                        frame_header(Opcode::Text, buf.len(), &mut frame);
-                        frame.extend_from_slice(buf);
-                        Rc::from(frame)
+            Format::Text => self
+                .text
+                .get_or_insert_with(|| logs.text.append(|v| encode_message_text(msg, offset, v)))
+                .clone(),
+            Format::WsText => self
+                .ws
+                .get_or_insert_with(|| {
+                    buf.clear();
+                    encode_message_json(msg, offset, rooms, buf);
+                    logs.ws.append(|v| {
+                        frame_header(Opcode::Text, buf.len(), v);
+                        v.extend_from_slice(buf);
+                        true
                     })
-                    .clone(),
-            ),
+                })
+                .clone(),
         }
     }
 }
@@ -451,16 +460,30 @@ mod tests {
         };
         let mut enc = Encoded::new(&msg, 0, false);
         let mut buf = Vec::new();
-        let a = enc.get(Format::JsonLine, &mut buf).expect("json");
-        let b = enc.get(Format::JsonLine, &mut buf).expect("json");
-        assert!(
-            Rc::ptr_eq(&a, &b),
-            "one allocation for every JSON recipient"
+        let mut logs = OutLogs::default();
+        let a = enc
+            .get(Format::JsonLine, &mut logs, &mut buf)
+            .expect("json");
+        let b = enc
+            .get(Format::JsonLine, &mut logs, &mut buf)
+            .expect("json");
+        assert_eq!(
+            logs.json.current_bytes(),
+            a.len(),
+            "encoded once for every JSON recipient"
         );
+        let a = a.to_vec();
+        assert_eq!(b.to_vec(), a);
         assert_eq!(&a[..], &b"{\"type\":\"message\",\"sender\":\"a\",\"message\":\"hi\",\"timestamp\":\"00:00:00\"}\n"[..]);
-        let t = enc.get(Format::Text, &mut buf).expect("text");
+        let t = enc
+            .get(Format::Text, &mut logs, &mut buf)
+            .expect("text")
+            .to_vec();
         assert_eq!(&t[..], b"[00:00:00] a: hi\n");
-        let w = enc.get(Format::WsText, &mut buf).expect("ws");
+        let w = enc
+            .get(Format::WsText, &mut logs, &mut buf)
+            .expect("ws")
+            .to_vec();
         assert_eq!(w[0], 0x81);
         assert_eq!(&w[2..], &a[..a.len() - 1]);
         let presence = Message {
@@ -474,7 +497,7 @@ mod tests {
         };
         let mut enc = Encoded::new(&presence, 0, false);
         assert!(
-            enc.get(Format::Text, &mut buf).is_none(),
+            enc.get(Format::Text, &mut logs, &mut buf).is_none(),
             "text mode gets no deltas"
         );
     }
