@@ -73,7 +73,9 @@ impl Server {
             user: target.user.clone(),
             password: target.password.clone(),
             db: target.db,
-            claim_ttl: Duration::from_secs(60),
+            // A node killed without releasing its users' names holds them
+            // this long (`--presence-ttl`).
+            claim_ttl: self.core.cfg.presence_ttl,
             stream_maxlen: 10_000,
             load_lines: self.core.cfg.hub.ring_capacity.max(1),
             fresh_epoch: self.hub_epoch(),
