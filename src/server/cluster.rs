@@ -136,6 +136,14 @@ impl Server {
                 link.state_mut().consume_input(n);
                 if is_cmd {
                     cl.node.on_cmd_connected(now);
+                    // Should Redis lose its data before the next connect,
+                    // the cluster gets an epoch no node has seen (the
+                    // connect count keeps it apart from the start-up one,
+                    // made in the same millisecond maybe).
+                    let nanos = u128::from(self.core.now.unix_ms) * 1_000_000
+                        + u128::from(cl.node.stats.connects);
+                    let fresh = crate::store::epoch::generate(nanos, std::process::id());
+                    cl.node.set_fresh_epoch(fresh);
                 } else {
                     cl.node.on_sub_connected(now);
                 }
