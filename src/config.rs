@@ -218,8 +218,9 @@ USAGE: multiuserchat [FLAGS]
                             password there, REDIS_PASSWORD is used [none]
   --node-id ID              this node's name in a cluster: 1 to 32 of A-Z, a-z,
                             0-9, _ and - [8 random hex digits]
-  --presence-ttl SECS       a node's presence in Redis expires SECS after its last
-                            refresh, 2 to 3600 (cluster mode) [60]
+  --presence-ttl SECS       how long a killed node's users keep their names (and
+                            presence) in Redis after its last refresh, 2 to 3600
+                            (cluster mode) [60]
   --reuse-port              bind with SO_REUSEADDR and SO_REUSEPORT, so several
                             nodes on one machine share the same ports
   -h, --help                this text

@@ -23,6 +23,8 @@
 
 pub mod keys;
 pub mod node;
+#[cfg(test)]
+mod node_tests;
 pub mod pipeline;
 pub mod scripts;
 pub mod subscriber;

@@ -17,6 +17,9 @@
 //! - **Out of reach.** When the command link is lost, the hub hears
 //!   `Up(false)` (and serves its users alone); when it is back, `Up(true)`,
 //!   names are refreshed and every watched room is loaded again.
+//! - **Redis lost its data** (restarted empty): a room's numbering goes on
+//!   from the highest `seq` this node has seen, and a changed epoch makes
+//!   every watched room announce a gap once it is loaded again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -190,6 +193,24 @@ struct Watched {
     round: u64,
     subscribed: bool,
     phase: Phase,
+    /// The highest `seq` handed to the hub before the room last went back
+    /// to waiting; kept across reconnects (see [`Node::on_cmd_connected`]).
+    high: u64,
+    /// Redis lost its data since the room was last loaded: the next load
+    /// announces a gap.
+    lost: bool,
+}
+
+impl Watched {
+    /// Back to waiting for a (re)load: what was in flight is stale, and the
+    /// `seq` reached so far is remembered.
+    fn back_to_waiting(&mut self) {
+        if let Phase::Live { last, .. } = &self.phase {
+            self.high = self.high.max(*last);
+        }
+        self.round += 1;
+        self.phase = Phase::Waiting;
+    }
 }
 
 /// A local user's claim.
@@ -224,6 +245,8 @@ pub struct Node {
     out: Vec<ToHub>,
     replies: Vec<(Tag, Instant, Frame)>,
     incoming: Vec<Incoming>,
+    /// The cluster's epoch as last read from Redis.
+    epoch: Option<String>,
     /// Counters for `/stats` and `/metrics`.
     pub stats: NodeStats,
 }
@@ -258,9 +281,17 @@ impl Node {
             out: Vec::new(),
             replies: Vec::new(),
             incoming: Vec::new(),
+            epoch: None,
             stats: NodeStats::default(),
             cfg,
         }
+    }
+
+    /// The epoch to set if the cluster has none at the next connect (Redis
+    /// lost its data meanwhile): a new one, so that clients learn that the
+    /// history they knew is gone.
+    pub fn set_fresh_epoch(&mut self, epoch: String) {
+        self.cfg.fresh_epoch = epoch;
     }
 
     /// The node's id.
@@ -304,6 +335,13 @@ impl Node {
 
     /// The command link connected: hello, scripts, epoch; names refreshed and
     /// rooms loaded again.
+    ///
+    /// A Redis that lost its data (restarted empty) would number a room's
+    /// lines from 1 again, and nodes that already delivered higher numbers
+    /// would take the new lines for old ones and drop them. So, before
+    /// anything the hub may post, each watched room's `seq` is set to the
+    /// highest this node has seen, if Redis has none (`SET … NX`): a Redis
+    /// that kept its data keeps its own, never lower, value.
     pub fn on_cmd_connected(&mut self, now: Instant) {
         self.stats.connects += 1;
         self.cmd_ready = true;
@@ -320,13 +358,31 @@ impl Node {
             now,
         );
         self.send(Tag::Epoch, &[b"GET", &epoch_key], now);
+        let highs: Vec<(Vec<u8>, String)> = self
+            .rooms
+            .iter()
+            .map(|(room, w)| {
+                let high = match &w.phase {
+                    Phase::Live { last, .. } => w.high.max(*last),
+                    _ => w.high,
+                };
+                (self.keys.room_seq(room), high.to_string())
+            })
+            .filter(|(_, high)| high != "0")
+            .collect();
+        for (key, high) in highs {
+            self.send(
+                Tag::Ignore("SET seq NX"),
+                &[b"SET", &key, high.as_bytes(), b"NX"],
+                now,
+            );
+        }
         self.out.push(ToHub::Up(true));
         self.refresh_names(now);
         let rooms: Vec<Rc<str>> = self.rooms.keys().cloned().collect();
         for room in rooms {
             if let Some(w) = self.rooms.get_mut(&room) {
-                w.round += 1;
-                w.phase = Phase::Waiting;
+                w.back_to_waiting();
             }
             self.load_if_ready(&room, now);
         }
@@ -366,8 +422,7 @@ impl Node {
             }
         }
         for w in self.rooms.values_mut() {
-            w.round += 1;
-            w.phase = Phase::Waiting;
+            w.back_to_waiting();
         }
         self.out.push(ToHub::Up(false));
         warn!(
@@ -392,9 +447,8 @@ impl Node {
         hello.extend_from_slice(&self.sub.take_output());
         self.sub_out = hello;
         for w in self.rooms.values_mut() {
-            w.round += 1;
+            w.back_to_waiting();
             w.subscribed = false;
-            w.phase = Phase::Waiting;
         }
     }
 
@@ -403,9 +457,8 @@ impl Node {
         self.sub.on_disconnected();
         self.sub_out.clear();
         for w in self.rooms.values_mut() {
-            w.round += 1;
+            w.back_to_waiting();
             w.subscribed = false;
-            w.phase = Phase::Waiting;
         }
     }
 
@@ -736,6 +789,8 @@ impl Node {
                     round: 0,
                     subscribed: false,
                     phase: Phase::Waiting,
+                    high: 0,
+                    lost: false,
                 },
             );
             let _ = now;
@@ -838,6 +893,19 @@ impl Node {
             }
             Tag::Epoch => {
                 if let Some(e) = frame.as_bytes().and_then(|b| std::str::from_utf8(b).ok()) {
+                    if let Some(old) = self.epoch.as_deref()
+                        && old != e
+                    {
+                        // Not the epoch of the last connection: Redis lost
+                        // its data (restarted empty), and with it whatever
+                        // the rooms' members missed meanwhile. Each room
+                        // says so once it is loaded again.
+                        warn!("cluster: Redis lost its data (epoch {old}, now {e})");
+                        for w in self.rooms.values_mut() {
+                            w.lost = true;
+                        }
+                    }
+                    self.epoch = Some(e.to_owned());
                     self.out.push(ToHub::Epoch(e.to_owned()));
                 }
             }
@@ -1042,12 +1110,17 @@ impl Node {
             held: BTreeMap::new(),
             filling: false,
         };
+        let lost = std::mem::take(&mut w.lost);
         self.out.push(ToHub::Synced {
             room: room.clone(),
             seq,
             lines,
             topic: topic.flatten(),
         });
+        if lost {
+            self.stats.gaps_lost += 1;
+            self.out.push(ToHub::Gap { room: room.clone() });
+        }
         for (_, rec) in held {
             self.line(room, rec, now);
         }
@@ -1127,6 +1200,7 @@ impl Node {
                 }
                 if held.len() >= MAX_HELD {
                     // Too far behind: load the room again.
+                    w.high = w.high.max(*last);
                     w.phase = Phase::Waiting;
                     self.load_if_ready(room, now);
                     return;

@@ -74,8 +74,8 @@ impl Server {
             user: target.user.clone(),
             password: target.password.clone(),
             db: target.db,
-            // A killed node's users keep their names and places in the
-            // member lists this long.
+            // A node killed without releasing its users' names holds them
+            // this long (`--presence-ttl`).
             claim_ttl: self.core.cfg.presence_ttl,
             stream_maxlen: 10_000,
             load_lines: self.core.cfg.hub.ring_capacity.max(1),
@@ -125,50 +125,75 @@ impl Server {
             };
             let connected = link.state().is_connected();
             let was = if is_cmd { cl.cmd_up } else { cl.sub_up };
-            if connected != was {
+            if connected && !was {
                 if is_cmd {
-                    cl.cmd_up = connected;
+                    cl.cmd_up = true;
                 } else {
-                    cl.sub_up = connected;
+                    cl.sub_up = true;
                 }
                 // What was queued for the old connection means nothing now.
                 link.state_mut().clear_output();
                 let n = link.state().input().len();
                 link.state_mut().consume_input(n);
-                match (is_cmd, connected) {
-                    (true, true) => cl.node.on_cmd_connected(now),
-                    (true, false) => cl.node.on_cmd_lost(),
-                    (false, true) => cl.node.on_sub_connected(now),
-                    (false, false) => cl.node.on_sub_lost(),
-                }
-            }
-            if !connected {
-                continue;
-            }
-            loop {
-                let input = link.state().input();
-                if input.is_empty() {
-                    break;
-                }
-                let used = if is_cmd {
-                    cl.node.on_cmd_input(input, now)
+                if is_cmd {
+                    cl.node.on_cmd_connected(now);
+                    // Should Redis lose its data before the next connect,
+                    // the cluster gets an epoch no node has seen (the
+                    // connect count keeps it apart from the start-up one,
+                    // made in the same millisecond maybe).
+                    let nanos = u128::from(self.core.now.unix_ms) * 1_000_000
+                        + u128::from(cl.node.stats.connects);
+                    let fresh = crate::store::epoch::generate(nanos, std::process::id());
+                    cl.node.set_fresh_epoch(fresh);
                 } else {
-                    cl.node.on_sub_input(input, now)
-                };
-                match used {
-                    Ok(n) => link.state_mut().consume_input(n),
-                    Err(e) => {
-                        warn!("cluster: link to Redis dropped: {e}");
-                        let next = link.fail(registry, now);
-                        self.timers_for_link.push((i, next));
+                    cl.node.on_sub_connected(now);
+                }
+            }
+            // Input is decoded also when the link just dropped: what Redis
+            // sent before closing still answers (a line's POST reply read
+            // along with the close must not count as unanswered, or the
+            // line would be delivered here a second time).
+            if connected || was {
+                loop {
+                    let input = link.state().input();
+                    if input.is_empty() {
                         break;
                     }
+                    let used = if is_cmd {
+                        cl.node.on_cmd_input(input, now)
+                    } else {
+                        cl.node.on_sub_input(input, now)
+                    };
+                    match used {
+                        Ok(n) => link.state_mut().consume_input(n),
+                        Err(e) => {
+                            warn!("cluster: link to Redis dropped: {e}");
+                            let next = link.fail(registry, now);
+                            self.timers_for_link.push((i, next));
+                            break;
+                        }
+                    }
+                    if !link.read_paused() {
+                        break;
+                    }
+                    let next = link.read(registry, now, &mut self.scratch);
+                    self.timers_for_link.push((i, next));
                 }
-                if !link.read_paused() {
-                    break;
+            }
+            if was && !connected {
+                if is_cmd {
+                    cl.cmd_up = false;
+                } else {
+                    cl.sub_up = false;
                 }
-                let next = link.read(registry, now, &mut self.scratch);
-                self.timers_for_link.push((i, next));
+                link.state_mut().clear_output();
+                let n = link.state().input().len();
+                link.state_mut().consume_input(n);
+                if is_cmd {
+                    cl.node.on_cmd_lost();
+                } else {
+                    cl.node.on_sub_lost();
+                }
             }
         }
         let (restart_cmd, restart_sub) = cl.node.on_tick(now, self.core.now.unix_ms);

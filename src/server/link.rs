@@ -36,6 +36,9 @@
 //! Output queued while the link is down is kept (up to the caps) and sent after
 //! reconnecting. A chunk cut by a failed write is sent again whole: the peer
 //! discards a partial command along with the connection that carried it.
+//! Input received before a failure stays in [`LinkState::input`] until the
+//! next connection: bytes the peer sent just before closing (replies read in
+//! the same call as the EOF) are still its answers, for the owner to decode.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -239,6 +242,9 @@ impl LinkState {
     pub fn on_connected(&mut self, now: Instant) -> Next {
         if matches!(self.phase, Phase::Connecting { .. }) {
             self.phase = Phase::Connected { since: now };
+            // Left over from the previous connection, if the owner did not
+            // take it: it answers nothing sent on this one.
+            self.input.clear();
         }
         Next::Nothing
     }
@@ -288,7 +294,8 @@ impl LinkState {
         Ok(())
     }
 
-    /// Received bytes not yet consumed.
+    /// Received bytes not yet consumed; after a failure, those the lost
+    /// connection delivered, until the next one connects.
     pub fn input(&self) -> &[u8] {
         &self.input
     }
@@ -394,7 +401,8 @@ impl LinkState {
         self.failures = self.failures.saturating_add(1);
         self.phase = Phase::Backoff { until };
         self.rewind();
-        self.input.clear();
+        // `input` is kept: what the connection delivered before it failed
+        // is still for the owner to decode (see the module docs).
         Next::Wait { until }
     }
 
@@ -940,6 +948,22 @@ mod tests {
         s.on_error(t0);
         assert_eq!(s.pending_bytes(), 6);
         assert_eq!(written(&s), b"abcdef");
+    }
+
+    #[test]
+    fn input_received_before_a_failure_stays_until_the_next_connection() {
+        let (mut s, t0) = started(1);
+        s.on_connected(t0);
+        s.on_readable(b"+OK\r\n").unwrap();
+        let Next::Wait { until } = s.on_eof(t0) else {
+            panic!("expected a wait");
+        };
+        assert_eq!(s.input(), b"+OK\r\n", "the peer's last reply");
+        s.consume_input(3);
+        assert!(matches!(s.on_timer(until), Next::Connect { .. }));
+        assert_eq!(s.input(), b"\r\n", "nothing new came in");
+        s.on_connected(until);
+        assert_eq!(s.input(), b"", "a new connection starts empty");
     }
 
     #[test]

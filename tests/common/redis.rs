@@ -2,8 +2,10 @@
 //! 127.0.0.1 and a free ephemeral port, with no persistence and its own
 //! scratch directory; killed (by its PID) and cleaned up on drop.
 //!
-//! Knows how to start and stop the process only, not the RESP codec: the
-//! readiness check writes and reads `PING` / `+PONG` as raw bytes.
+//! Knows how to start, kill (`kill9`) and restart the process (a new, empty
+//! one on the same port), not the RESP codec: the readiness check writes and
+//! reads `PING` / `+PONG` as raw bytes, and [`RedisServer::command`] sends
+//! one command and reads a one-line or bulk reply.
 //!
 //! Use from a test file with
 //! `#[path = "common/redis.rs"] mod redis;` and `let server = redis::RedisServer::start();`.
@@ -31,6 +33,8 @@ pub struct RedisServer {
     child: Child,
     port: u16,
     dir: PathBuf,
+    /// The extra arguments it was started with, for [`RedisServer::restart`].
+    extra_args: Vec<String>,
 }
 
 impl RedisServer {
@@ -61,7 +65,50 @@ impl RedisServer {
 
     /// One start on a freshly chosen port; `Err(log)` if the process exited.
     fn try_start(extra_args: &[&str]) -> Result<RedisServer, String> {
-        let port = free_port();
+        RedisServer::start_on(free_port(), extra_args)
+    }
+
+    /// Kills the server at once (SIGKILL to its PID, then reaped): no
+    /// goodbye, its connections just close. Idempotent.
+    pub fn kill9(&mut self) {
+        // `Child::kill` sends SIGKILL to this child's PID only.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a new, empty `redis-server` on the same port (with the same
+    /// extra arguments, no persistence), killing the current one first if
+    /// it still runs. Waits until it answers `PING`; retries for a few
+    /// seconds while the port cannot be bound yet.
+    ///
+    /// Panics when no server could be started on the port.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let extra: Vec<String> = self.extra_args.clone();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut last_log = String::new();
+        while Instant::now() < deadline {
+            match RedisServer::start_on(self.port, &extra) {
+                Ok(mut fresh) => {
+                    // Take over the new process; the old directory goes.
+                    std::mem::swap(self, &mut fresh);
+                    // `fresh` now holds the dead process: dropping it reaps
+                    // nothing new and removes the old directory.
+                    return;
+                }
+                Err(log) => last_log = log,
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "redis-server could not be restarted on port {}; last log:\n{last_log}",
+            self.port
+        );
+    }
+
+    /// One start on `port`; `Err(log)` if the process exited.
+    fn start_on(port: u16, extra_args: &[&str]) -> Result<RedisServer, String> {
         let dir = scratch_dir(port);
         let log_path = dir.join("redis.log");
         let log = fs::File::create(&log_path).expect("create the redis log file");
@@ -95,7 +142,12 @@ impl RedisServer {
             }
         };
         // From here on, Drop kills the process and removes the directory.
-        let mut server = RedisServer { child, port, dir };
+        let mut server = RedisServer {
+            child,
+            port,
+            dir,
+            extra_args: extra_args.iter().map(|a| (*a).to_owned()).collect(),
+        };
         let deadline = Instant::now() + START_TIMEOUT;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = server.child.try_wait() {
@@ -138,6 +190,44 @@ impl RedisServer {
             .expect("set write timeout");
         stream.set_nodelay(true).expect("set TCP_NODELAY");
         stream
+    }
+}
+
+impl RedisServer {
+    /// Sends one command (encoded here as a RESP array of bulk strings) on a
+    /// new connection and returns its reply as text: the line of a simple
+    /// string, integer or error without its CRLF (`+OK`, `:2`, `-ERR ...`),
+    /// or the payload of a bulk string (`INFO`); `$-1` for a nil. Enough for
+    /// `CONFIG SET`, `CLIENT KILL`, `GET` or `INFO`.
+    pub fn command(&self, args: &[&str]) -> String {
+        let mut cmd = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            cmd.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            cmd.extend_from_slice(a.as_bytes());
+            cmd.extend_from_slice(b"\r\n");
+        }
+        let mut stream = self.connect();
+        stream
+            .write_all(&cmd)
+            .expect("write a command to redis-server");
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while !line.ends_with(b"\r\n") {
+            let n = stream
+                .read(&mut byte)
+                .expect("read a reply from redis-server");
+            assert!(n == 1, "redis-server closed the connection");
+            line.push(byte[0]);
+        }
+        line.truncate(line.len() - 2);
+        let line = String::from_utf8_lossy(&line).into_owned();
+        let Some(len) = line.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) else {
+            return line;
+        };
+        let mut body = vec![0u8; len + 2];
+        stream.read_exact(&mut body).expect("read a bulk reply");
+        body.truncate(len);
+        String::from_utf8_lossy(&body).into_owned()
     }
 }
 
