@@ -166,10 +166,11 @@ impl Hub {
         };
         match &msg.event {
             Event::Chat { .. } => {
-                let Some(seq) = tag.seq.filter(|s| *s > room.seq) else {
+                let Some(seq) = tag.seq.filter(|s| *s > room.cluster_seq) else {
                     return;
                 };
                 room.seq = seq;
+                room.cluster_seq = seq;
                 let msg = Rc::new(msg);
                 room.remember(msg.clone());
                 self.outbox.push(Pending::Persist(msg.clone()));
@@ -231,7 +232,10 @@ impl Hub {
             })
             .collect();
         let before = std::mem::replace(&mut r.sync, Sync::Synced);
-        let had = r.seq;
+        // What the cluster numbered and this node delivered; lines numbered
+        // here while it was out of reach do not count.
+        let had = r.cluster_seq;
+        let local_lines = r.seq > had;
         let waiters = match before {
             Sync::Loading(w) => w,
             Sync::Local | Sync::Synced => Vec::new(),
@@ -255,6 +259,7 @@ impl Hub {
                     .first()
                     .map_or(seq > had, |m| super::seq_of(m) > had + 1));
         r.reload(seq, lines);
+        r.cluster_seq = seq;
         if let Some(t) = topic {
             r.topic = t;
         }
@@ -265,6 +270,12 @@ impl Hub {
         if gap {
             let text = format!(
                 "Some messages in {name} could not be delivered while other servers were out of reach."
+            );
+            self.push(Self::to_room(room_id), now, Event::Notice { text });
+        }
+        if resync && local_lines {
+            let text = format!(
+                "Messages sent in {name} while the servers were apart reached only the users of this server."
             );
             self.push(Self::to_room(room_id), now, Event::Notice { text });
         }

@@ -108,6 +108,9 @@ pub struct Room {
     pub sync: Sync,
     /// Cluster mode: the room was loaded from the cluster at least once.
     pub synced_once: bool,
+    /// Cluster mode: the last `seq` the cluster gave a line of this room
+    /// (`seq` can be higher: lines numbered here while out of reach).
+    pub cluster_seq: u64,
     /// Cluster mode: members on other nodes, folded name → display name.
     remote: HashMap<String, String>,
     window_joined: u64,
@@ -132,6 +135,7 @@ impl Room {
             summary_mode: false,
             sync: Sync::Local,
             synced_once: false,
+            cluster_seq: 0,
             remote: HashMap::new(),
             window_joined: 0,
             window_left: 0,

@@ -1090,3 +1090,47 @@ fn cluster_out_of_reach_serves_locally_and_catches_up_after() {
         .collect();
     assert_eq!(texts, vec!["five", "six", "gap"]);
 }
+
+#[test]
+fn cluster_lines_numbered_here_while_apart_do_not_hide_the_clusters() {
+    let mut h = cluster_hub();
+    join(&mut h, 1, "ann", false);
+    h.claim_answered(id(1), true, now());
+    h.room_synced(
+        "#lobby",
+        10,
+        vec![chat_msg("#lobby", 10, "zed", "ten")],
+        None,
+        now(),
+    );
+    effects(&mut h);
+    h.set_cluster_up(false, now());
+    say(&mut h, 1, "local a", now());
+    say(&mut h, 1, "local b", now());
+    effects(&mut h);
+    h.set_cluster_up(true, now());
+    // Other nodes said 11..13 meanwhile (the numbers the local lines took).
+    let lines = (11..=13)
+        .map(|n| chat_msg("#lobby", n, "zed", &format!("z{n}")))
+        .collect();
+    h.room_synced("#lobby", 13, lines, None, now());
+    let seen = effects(&mut h);
+    let texts: Vec<&str> = seen
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Deliver(_, Event::Chat { text, .. }) => Some(text.as_str()),
+            Seen::Deliver(_, Event::Notice { text }) if text.contains("reached only") => {
+                Some("apart")
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, vec!["z11", "z12", "z13", "apart"]);
+    // And the next line from the cluster is news, not a duplicate.
+    h.ingest(chat_msg("#lobby", 14, "zed", "z14"));
+    assert!(
+        effects(&mut h)
+            .iter()
+            .any(|s| matches!(s, Seen::Deliver(_, Event::Chat { text, .. }) if text == "z14"))
+    );
+}
