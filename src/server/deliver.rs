@@ -27,8 +27,12 @@ impl Server {
             match effect {
                 Effect::Deliver { to, msg, rooms } => {
                     let mut enc = Encoded::new(msg, offset, rooms);
-                    for &id in to {
-                        send_one(conns, core, id, &mut enc, &mut buf);
+                    if let [id] = to {
+                        send_alone(conns, core, *id, &enc, &mut buf);
+                    } else {
+                        for &id in to {
+                            send_one(conns, core, id, &mut enc, &mut buf);
+                        }
                     }
                 }
                 Effect::Joined { conn, name, .. } => {
@@ -74,6 +78,27 @@ fn lookup(conns: &mut Slab<Conn>, id: ConnId) -> Option<&mut Conn> {
     conns
         .get_mut(usize::try_from(id.key).ok()?)
         .filter(|c| c.id == id)
+}
+
+/// A message for one recipient: its own bytes, outside the shared logs.
+fn send_alone(
+    conns: &mut Slab<Conn>,
+    core: &mut Core,
+    id: ConnId,
+    enc: &Encoded<'_>,
+    buf: &mut Vec<u8>,
+) {
+    let Some(conn) = lookup(conns, id) else {
+        return;
+    };
+    let Some(format) = conn.session.format() else {
+        return;
+    };
+    if let Some(bytes) = enc.get_owned(format, buf)
+        && conn.queue(bytes, core.cfg.out_hard_limit_bytes, &mut core.books)
+    {
+        core.stats.deliveries += 1;
+    }
 }
 
 fn send_one(

@@ -387,6 +387,31 @@ impl<'a> Encoded<'a> {
         }
     }
 
+    /// The bytes for `format` for one recipient alone: not in a shared log,
+    /// where they would split the runs of everyone else's broadcasts.
+    pub fn get_owned(&self, format: Format, buf: &mut Vec<u8>) -> Option<Rc<[u8]>> {
+        let (msg, offset, rooms) = (self.msg, self.offset_secs, self.rooms);
+        buf.clear();
+        match format {
+            Format::JsonLine => {
+                encode_message_json(msg, offset, rooms, buf);
+                buf.push(b'\n');
+            }
+            Format::Text => {
+                if !encode_message_text(msg, offset, buf) {
+                    return None;
+                }
+            }
+            Format::WsText => {
+                let mut payload = Vec::new();
+                encode_message_json(msg, offset, rooms, &mut payload);
+                frame_header(Opcode::Text, payload.len(), buf);
+                buf.extend_from_slice(&payload);
+            }
+        }
+        (!buf.is_empty()).then(|| Rc::from(buf.as_slice()))
+    }
+
     /// The bytes for `format`, appended to `logs` on first use; `None` when
     /// that format carries nothing for this message. `buf` is scratch space.
     pub fn get(&mut self, format: Format, logs: &mut OutLogs, buf: &mut Vec<u8>) -> Option<Slice> {
