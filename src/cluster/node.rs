@@ -502,6 +502,11 @@ impl Node {
         used
     }
 
+    /// The wall clock (Unix ms), for presence expiry; called every turn.
+    pub fn set_unix_ms(&mut self, unix_ms: u64) {
+        self.unix_ms = unix_ms;
+    }
+
     /// Timers: name and presence refresh, reply timeout, subscription
     /// liveness. Returns (restart the command link, restart the subscription link).
     pub fn on_tick(&mut self, now: Instant, unix_ms: u64) -> (bool, bool) {
@@ -1085,6 +1090,9 @@ impl Node {
             &[b"GET", &seq],
             now,
         );
+        // Members before lines: the hub knows who is in the room by the
+        // time the load completes and its joiners are told about it.
+        self.read_members(&room, now);
         self.send(
             Tag::LoadLines { room, round },
             &[b"XREVRANGE", &log, b"+", b"-", b"COUNT", count.as_bytes()],
@@ -1124,7 +1132,6 @@ impl Node {
         for (_, rec) in held {
             self.line(room, rec, now);
         }
-        self.read_members(room, now);
     }
 
     fn on_message(&mut self, channel: &[u8], payload: &[u8], now: Instant) {

@@ -54,10 +54,9 @@ fn hello_replies(n: &mut Node, epoch: &str, extra: &str, now: Instant) {
     assert_eq!(n.on_cmd_input(r.as_bytes(), now), Ok(r.len()));
 }
 
-/// The replies to a room's load: no topic, `seq`, no lines. (Its member
-/// set is read once the load is answered: that reply is not needed here.)
+/// The replies to a room's load: no topic, `seq`, no members, no lines.
 fn load_replies(seq: u64) -> String {
-    format!("$-1\r\n{}*0\r\n", bulk(&seq.to_string()))
+    format!("$-1\r\n{}*0\r\n*0\r\n", bulk(&seq.to_string()))
 }
 
 /// The replies to the presence refresh of a connect, for one watched room:

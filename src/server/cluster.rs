@@ -118,6 +118,7 @@ impl Server {
             return;
         };
         let now = self.core.now.mono;
+        cl.node.set_unix_ms(self.core.now.unix_ms);
         let registry = self.poll.registry();
         for (i, is_cmd) in [(cl.cmd, true), (cl.sub, false)] {
             let Some(link) = self.links.get_mut(i) else {
