@@ -794,11 +794,13 @@ fn who_lists_everyone_online() {
 fn text_mode_end_to_end_with_json_interop() {
     let addrs = common::start();
     let mut tina = join_text(addrs.tcp, "tina");
+    // The turn's joiners get their list at the end of the turn, after the
+    // join notices of that turn.
+    tina.text_until("own join", |l| l == "*** Client tina has joined the chat.");
     assert_eq!(
         tina.text_until("own list", |l| l.starts_with("*** Online")),
         "*** Online (1): tina"
     );
-    tina.text_until("own join", |l| l == "*** Client tina has joined the chat.");
 
     let mut jack = Client::join(addrs.tcp, "jack");
     tina.text_until("jack's join", |l| {

@@ -178,6 +178,9 @@ pub struct Hub {
     outbox: Vec<Pending>,
     /// Messages produced since start (the next message's sequence number).
     produced: u64,
+    /// `produced` when the last `end_turn` finished: members who joined
+    /// since are this turn's joiners.
+    turn_start: u64,
     relayed: u64,
     /// The server is stopping: users leave without notices or list updates.
     closing: bool,
@@ -213,6 +216,7 @@ impl Hub {
             dirty_rooms: Vec::new(),
             outbox: Vec::new(),
             produced: 0,
+            turn_start: 0,
             relayed: 0,
             closing: false,
             plain: Vec::new(),
@@ -390,8 +394,21 @@ impl Hub {
             let Some(room) = self.rooms.get_mut(id.0 as usize) else {
                 continue;
             };
+            // This turn's joiners who take deltas get one full list, shared,
+            // before the turn's delta (which then only repeats names).
+            let fresh_list =
+                std::mem::take(&mut room.want_list).then(|| room.sorted_names(&self.dir));
             let out = room.end_turn(&self.dir, &self.policy, now.mono);
-            if room.in_summary_mode() {
+            let summary_mode = room.in_summary_mode();
+            if let Some(users) = fresh_list {
+                let to = Target::Room {
+                    room: id,
+                    aud: Audience::FreshDeltas(self.turn_start),
+                    rooms_only: false,
+                };
+                self.push(to, now, Event::UserList { users });
+            }
+            if summary_mode {
                 // Summaries are due on a timer: keep visiting the room.
                 again.push(id);
             }
@@ -407,6 +424,7 @@ impl Hub {
         for id in again {
             self.mark_dirty(id);
         }
+        self.turn_start = self.produced;
     }
 
     /// Hands every effect produced since the last call to `f`, in order (see
@@ -686,13 +704,14 @@ impl Hub {
             .rooms
             .get(lobby.0 as usize)
             .is_some_and(|r| r.summarised(&self.policy, 0));
-        let list = (mode == PresenceMode::Deltas && !summarised)
-            .then(|| {
-                self.rooms
-                    .get(lobby.0 as usize)
-                    .map(|r| r.sorted_names(&self.dir))
-            })
-            .flatten();
+        if mode == PresenceMode::Deltas
+            && !summarised
+            && let Some(r) = self.rooms.get_mut(lobby.0 as usize)
+        {
+            // Sent at the end of the turn, one list for every such joiner:
+            // a join storm costs one list per turn, not one per joiner.
+            r.want_list = true;
+        }
         let welcome = format!(
             "Welcome {name}! You are now connected to the chat. {n} user{} online.",
             if n == 1 { "" } else { "s" }
@@ -711,9 +730,6 @@ impl Hub {
                 limits,
             },
         );
-        if let Some(users) = list {
-            self.push_in(to, lobby, now, Event::UserList { users });
-        }
         let replay = if features.rooms {
             Replay::Rooms {
                 history: features.history,

@@ -74,6 +74,9 @@ pub enum Audience {
     All,
     /// Members in one presence mode.
     Mode(PresenceMode),
+    /// Members in [`PresenceMode::Deltas`] who joined at or after this
+    /// sequence number (this turn's joiners, owed a full list).
+    FreshDeltas(u64),
 }
 
 /// When a room switches to summary mode.
@@ -106,6 +109,9 @@ pub struct Room {
     summary_mode: bool,
     /// Cluster mode: where the room stands (see [`Sync`]).
     pub sync: Sync,
+    /// Members who joined this turn in [`PresenceMode::Deltas`] are owed a
+    /// full list: one, shared by all of them, at the end of the turn.
+    pub want_list: bool,
     /// Cluster mode: the room was loaded from the cluster at least once.
     pub synced_once: bool,
     /// Cluster mode: the last `seq` the cluster gave a line of this room
@@ -134,6 +140,7 @@ impl Room {
             touched: Vec::new(),
             summary_mode: false,
             sync: Sync::Local,
+            want_list: false,
             synced_once: false,
             cluster_seq: 0,
             remote: HashMap::new(),
@@ -270,6 +277,9 @@ impl Room {
                 && match aud {
                     Audience::All => true,
                     Audience::Mode(mode) => m.mode == mode,
+                    Audience::FreshDeltas(from) => {
+                        m.mode == PresenceMode::Deltas && m.since >= from
+                    }
                 };
             if wanted {
                 if m.rooms {

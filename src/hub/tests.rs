@@ -156,14 +156,20 @@ fn join_storm_in_one_turn_sends_one_list_per_client() {
         .iter()
         .filter(|(_, b)| matches!(b, Event::Presence { .. }))
         .collect();
-    assert_eq!(lists.len(), 1);
+    // One list for the joiners that take deltas (shared by all 25 of them:
+    // a join storm costs one list per turn), one for the legacy clients.
+    assert_eq!(lists.len(), 2);
+    let even: Vec<ConnId> = (0..50).filter(|k| k % 2 == 0).map(id).collect();
     let odd: Vec<ConnId> = (0..50).filter(|k| k % 2 == 1).map(id).collect();
+    assert_eq!(sorted(lists[0].0.clone()), even, "the joiners' one list");
     assert_eq!(
-        sorted(lists[0].0.clone()),
+        sorted(lists[1].0.clone()),
         odd,
-        "full lists for legacy clients only"
+        "full lists for legacy clients"
     );
-    assert!(matches!(&lists[0].1, Event::UserList { users } if users.len() == 50));
+    for l in &lists {
+        assert!(matches!(&l.1, Event::UserList { users } if users.len() == 50));
+    }
     assert_eq!(deltas.len(), 1);
     assert!(
         matches!(&deltas[0].1, Event::Presence { joined, left, count } if joined.len() == 50 && left.is_empty() && *count == 50)
@@ -178,9 +184,33 @@ fn presence_client_gets_full_list_on_join() {
     let mut h = hub();
     join(&mut h, 1, "bob", false);
     join(&mut h, 2, "Alice", true);
+    // At the end of the turn: one list for the turn's joiners that take
+    // deltas (before the turn's delta).
+    h.end_turn(now());
     let out = bodies(&mut h);
-    assert!(out.iter().any(|(to, b)| to == &[id(2)]
-        && matches!(b, Event::UserList { users } if users == &["Alice".to_owned(), "bob".to_owned()])));
+    let list = out
+        .iter()
+        .position(|(to, b)| {
+            to == &[id(2)]
+                && matches!(b, Event::UserList { users } if users == &["Alice".to_owned(), "bob".to_owned()])
+        })
+        .expect("a full list for the presence client");
+    let delta = out
+        .iter()
+        .position(|(_, b)| matches!(b, Event::Presence { .. }))
+        .expect("the turn's delta");
+    assert!(list < delta);
+    // Joining in a later turn gets a list of its own then; earlier joiners none.
+    join(&mut h, 3, "carl", true);
+    h.end_turn(now());
+    let out = bodies(&mut h);
+    let lists: Vec<_> = out
+        .iter()
+        .filter(|(_, b)| matches!(b, Event::UserList { .. }))
+        .map(|(to, _)| to.clone())
+        .collect();
+    assert!(lists.contains(&vec![id(3)]), "{lists:?}");
+    assert!(!lists.iter().any(|to| to.contains(&id(2))), "{lists:?}");
 }
 
 #[test]
@@ -571,7 +601,7 @@ fn effects_come_out_in_production_order() {
     assert_eq!(
         kinds,
         [
-            "joined", "welcome", "list", // a joins
+            "joined", "welcome", // a joins (its list would come at the end of the turn)
             "refused", "error",   // the second "a" is refused
             "persist", // a talks: the line is kept (and reaches nobody)
             "gone",    // a leaves
