@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Compares two server binaries on fanout-1k, burst-1k and idle-10k (and, when
-asked with --scenarios, rooms-1k, which needs a server with rooms on both sides).
+asked with --scenarios, rooms-1k, which needs a server with rooms on both sides,
+fanout-5k, and slow-readers, whose end needs /stats `dropped_slow_clients` on
+both sides: a server without it is driven to the 60 s cap instead).
 
 Usage:
     bench/compare.py OLD NEW [--runs N] [--scenarios NAME,...] [--threshold F] [--json PATH]
@@ -27,7 +29,10 @@ shared 2-core machine latency tails, server CPU and peak RSS (which follows
 the output backlog) vary by tens of percent between identical runs, so rerun
 with more rounds before acting on one of those flags alone. fanout-1k and
 idle-10k are paced, so their deliveries/s mainly confirms that everything
-arrived; burst-1k is the throughput figure. A warning is printed when the
+arrived; burst-1k is the throughput figure. slow-readers' figure is the peak
+RSS (with the time until every slow reader was dropped); its deliveries/s
+and latency are the 100 normal clients' and follow how fast the server
+moved the sender's messages. A warning is printed when the
 1-minute load average before a run exceeded the CPU count (other work, such
 as a build, competed with the runs).
 
@@ -53,6 +58,8 @@ SCENARIOS = {
     "burst-1k": lambda name, binary: bench.load_once(name, bench.BURST_1K, binary=binary),
     "idle-10k": lambda name, binary: bench.idle_once(name, binary=binary),
     "rooms-1k": lambda name, binary: bench.load_once(name, bench.ROOMS_1K, binary=binary),
+    "fanout-5k": lambda name, binary: bench.load_once(name, bench.FANOUT_5K, binary=binary),
+    "slow-readers": lambda name, binary: bench.slow_readers_once(name, binary=binary),
 }
 # Run unless --scenarios says otherwise (rooms-1k needs rooms in OLD too).
 DEFAULT_SCENARIOS = ("fanout-1k", "burst-1k", "idle-10k")
@@ -65,6 +72,8 @@ FIGURES = [
     ("server CPU (s)", False, lambda r: r["report"].get("server_cpu_secs"), "{:.2f}"),
     ("peak RSS (KiB)", False, lambda r: r["report"].get("server_peak_rss_kib"), "{:,.0f}"),
     ("RSS per connection (KiB)", False, lambda r: r.get("rss_per_conn_kib"), "{:.3f}"),
+    ("slow readers dropped (s)", False, lambda r: r["report"].get("slow_all_dropped_secs"),
+     "{:.2f}"),
 ]
 
 ERROR_KEYS = ("lost", "duplicated", "reordered", "unexpected", "disconnected", "misdelivered")
@@ -120,10 +129,10 @@ def parse_args(argv):
 def summarize(args, results):
     """Prints the table; returns the number of flagged figures."""
     flagged = 0
-    head = (f"{'scenario':<10} {'figure':<25} {'OLD':>13} {'NEW':>13} {'NEW/OLD':>8} "
+    head = (f"{'scenario':<12} {'figure':<25} {'OLD':>13} {'NEW':>13} {'NEW/OLD':>8} "
             f"{'spread':>7}")
     print(f"\nmedians of {args.runs} run(s) each; OLD = {args.old}\n"
-          f"{'':<26}NEW = {args.new}\n")
+          f"{'':<28}NEW = {args.new}\n")
     print(head)
     print("-" * len(head))
     for scen in args.scenarios:
@@ -141,14 +150,14 @@ def summarize(args, results):
             spreads = [x for x in (spread([get(r) for r in runs[side]]) for side in ("old", "new"))
                        if x is not None]
             noise = f"{max(spreads):.0%}" if spreads else "n/a"
-            print(f"{scen if first else '':<10} {figure:<25} {show(old, fmt):>13} "
+            print(f"{scen if first else '':<12} {figure:<25} {show(old, fmt):>13} "
                   f"{show(new, fmt):>13} "
                   f"{'n/a' if q is None else f'{q:.3f}':>8} {noise:>7}"
                   + ("  WORSE" if worse else ""))
             first = False
         errs = {side: sum(errors_of(r) for r in runs[side]) for side in ("old", "new")}
         n = {side: len(runs[side]) for side in ("old", "new")}
-        print(f"{'':<10} {'runs / delivery errors':<25} {n['old']:>7} / {errs['old']:<3} "
+        print(f"{'':<12} {'runs / delivery errors':<25} {n['old']:>7} / {errs['old']:<3} "
               f"{n['new']:>7} / {errs['new']:<3}")
     print(f"\nWORSE: more than {args.threshold:.0%} worse than OLD "
           "(deliveries/s lower; latency, CPU, RSS higher).\n"

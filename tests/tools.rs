@@ -399,6 +399,50 @@ fn chat_load_one_address_report_lists_no_addresses() {
 }
 
 #[test]
+fn chat_load_slow_readers_are_dropped_while_the_others_get_everything() {
+    let server = ServerProcess::start(Spawn {
+        args: &["--max-output-bytes", "65536"],
+        ..Spawn::default()
+    });
+    let output = Command::new(env!("CARGO_BIN_EXE_chat-load"))
+        .args(["--addr", &server.tcp.to_string()])
+        .args(["--clients", "6", "--senders", "1", "--messages", "1000000"])
+        .args(["--message-bytes", "64", "--slow-readers", "20"])
+        .args(["--stats-addr", &server.http.to_string(), "--threads", "2"])
+        .args(["--duration", "20", "--timeout", "40", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chat-load");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let report: serde_json::Value = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("last line is not JSON ({e}): {stdout}"));
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        (report["threads"].as_u64(), report["joined"].as_u64()),
+        (Some(2), Some(6))
+    );
+    assert_eq!(report["slow_joined"], 20, "{stdout}");
+    assert_eq!(report["slow_dropped"], 20, "{stdout}");
+    assert!(
+        report["slow_all_dropped_secs"]
+            .as_f64()
+            .is_some_and(|s| s < 20.0)
+    );
+    let sent = report["messages_sent"].as_u64().unwrap_or(0);
+    assert!((1..1_000_000).contains(&sent), "{stdout}");
+    assert_eq!(report["deliveries"].as_u64(), Some(6 * sent));
+    for field in ["lost", "duplicated", "reordered", "disconnected"] {
+        assert_eq!(report[field], 0, "{field}: {stdout}");
+    }
+    drop(server);
+}
+
+#[test]
 fn chat_load_refuses_non_loopback_targets() {
     let output = Command::new(env!("CARGO_BIN_EXE_chat-load"))
         .args([

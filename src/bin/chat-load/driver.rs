@@ -47,6 +47,23 @@
 //! relay sends each back verbatim to every client, and the receive path and
 //! every check above stay as they are; there are no other lines.
 //!
+//! Slow readers (`--slow-readers N`): N more JSON clients, in slots after the
+//! churn slots, that join after the staying clients, read until their
+//! welcome, and are then taken out of the poll set with their socket left
+//! open (receive buffer `--slow-rcvbuf`): they never read again. They are not
+//! receivers (no checks, no fingerprints). Sending stops once the server's
+//! `/stats` says `dropped_slow_clients` reached N (polled by
+//! [`crate::stats`] into [`Shared`]), then the run drains as usual.
+//!
+//! Threads (`--threads T`): T `Load`s, one per thread, each with its own poll
+//! loop, drive the clients `i` with `i mod T` = their index (slow reader k
+//! likewise by `k mod T`); see [`crate::threads`]. What they must agree on
+//! lives in [`Shared`]: the senders' counts (a receiver checks and expects
+//! against every sender's, wherever it runs), the join gate (no thread sends
+//! before all have joined) and the end of sending. Each `Load` checks its own
+//! receivers; expected deliveries are its receivers times all messages sent
+//! (`--threads` excludes private messages, rooms and churn).
+//!
 //! Churn: churn clients live in extra slots after the C staying clients (tokens
 //! C.., at most [`churn_cap`] at once). Cycle n uses wire n mod K (JSON without
 //! the presence feature, text, WebSocket; K = 2 without `--ws-addr`) and leaves
@@ -59,6 +76,8 @@
 //! one counts as misdelivered.
 
 use std::io::{self, IsTerminal, Read, Write};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -70,8 +89,11 @@ use crate::hist::Histogram;
 use crate::opts::{self, Options, Proto};
 use crate::order::{self, Fingerprint, Verdict};
 use crate::route::Route;
-use crate::wire::{self, Kind, Wire};
+use crate::shared::Shared;
+use crate::wire::{self, Kind, LoadText, Wire};
 
+/// The error of a thread that gave up because another one failed.
+pub const ABORTED: &str = "another generator thread failed";
 /// A run stops when messages are missing and nothing has arrived for this long.
 const QUIET: Duration = Duration::from_secs(5);
 /// How long a churn client stays after its welcome.
@@ -116,9 +138,9 @@ struct Client {
     dirty: bool,
 }
 
+/// A sender's own messages acknowledged (its count sent is in [`Shared`]).
 #[derive(Default, Clone, Copy)]
 struct SenderState {
-    sent: u32,
     acked: u32,
 }
 
@@ -207,14 +229,40 @@ pub struct Outcome {
     pub addrs: Vec<(SocketAddr, usize)>,
     /// Each WebSocket address with the staying clients it got.
     pub ws_addrs: Vec<(SocketAddr, usize)>,
+    /// Per staying client: its fingerprint and whether it was joined and
+    /// connected at the end (what [`crate::threads`] needs to compare orders
+    /// across threads).
+    pub fingerprints: Vec<Fingerprint>,
+    pub connected: Vec<bool>,
+    /// Slow readers that joined; that the generator saw closed (it never
+    /// reads, so normally none); the server's last `dropped_slow_clients`;
+    /// seconds from the first send until that reached `--slow-readers`.
+    pub slow_joined: usize,
+    pub slow_closed: u64,
+    pub slow_dropped: Option<u64>,
+    pub slow_all_dropped_secs: Option<f64>,
 }
 
 pub struct Load {
     opts: Options,
     run_id: u32,
+    shared: Arc<Shared>,
+    /// This thread's index among `shared.threads`.
+    part: usize,
     poll: Poll,
     clients: Vec<Client>,
     senders: Vec<SenderState>,
+    /// The senders this thread drives (all of them with one thread).
+    own_senders: Vec<usize>,
+    /// This thread's clients in start order: its staying clients, then its slow readers.
+    to_start: Vec<usize>,
+    /// This thread's staying clients (its receivers).
+    own_receivers: usize,
+    /// Slot of slow reader 0 (after the staying clients and the churn slots).
+    slow_base: usize,
+    slow_joined: usize,
+    slow_closed: u64,
+    slow_all_dropped_at: Option<Instant>,
     /// Names of the staying clients, built once for the send and check paths.
     names: Vec<String>,
     /// `#load0..#load{N-1}` with `--rooms N`; empty otherwise.
@@ -258,19 +306,28 @@ pub struct Load {
 }
 
 impl Load {
+    /// A one-thread run.
+    #[cfg(test)]
     pub fn new(opts: Options) -> io::Result<Load> {
-        let base = Instant::now();
-        let seed = u64::from(std::process::id()) << 32
-            ^ std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0x9E37_79B9);
+        let shared = Arc::new(Shared::new(1, opts.senders));
+        Load::part(opts, shared, 0)
+    }
+
+    /// The `part`-th of `shared.threads` threads of a run.
+    pub fn part(opts: Options, shared: Arc<Shared>, part: usize) -> io::Result<Load> {
+        let base = shared.base;
+        let seed = shared.seed ^ (part as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let threads = shared.threads;
+        let owned = |i: usize| i % threads == part;
         let first_ws = opts.clients - opts.ws_clients.min(opts.clients);
         let cap = churn_cap(opts.churn);
-        let clients = (0..opts.clients + cap)
+        let slow_base = opts.clients + cap;
+        let clients = (0..slow_base + opts.slow_readers)
             .map(|i| Client {
                 stream: None,
-                wire: if i >= first_ws {
+                wire: if i >= slow_base {
+                    Wire::Json
+                } else if i >= first_ws {
                     Wire::Ws
                 } else {
                     wire_for(opts.proto, i)
@@ -282,9 +339,27 @@ impl Load {
                 dirty: false,
             })
             .collect();
-        let run_id = (seed ^ (seed >> 29)) as u32 & 0xFFFF;
+        let to_start: Vec<usize> = (0..opts.clients)
+            .filter(|&i| owned(i))
+            .chain(
+                (0..opts.slow_readers)
+                    .filter(|&k| owned(k))
+                    .map(|k| slow_base + k),
+            )
+            .collect();
+        let own_receivers = (0..opts.clients).filter(|&i| owned(i)).count();
+        let run_id = shared.run_id;
         Ok(Load {
             run_id,
+            shared,
+            part,
+            own_senders: (0..opts.senders).filter(|&s| owned(s)).collect(),
+            to_start,
+            own_receivers,
+            slow_base,
+            slow_joined: 0,
+            slow_closed: 0,
+            slow_all_dropped_at: None,
             names: (0..opts.clients).map(|i| client_name(run_id, i)).collect(),
             room_names: (0..opts.rooms).map(room_name).collect(),
             route: Route::new(opts.private_pct, opts.clients).with_rooms(opts.rooms),
@@ -332,14 +407,18 @@ impl Load {
             private_confirmed: 0,
             last_delivery_ns: 0,
             latency: Histogram::new(),
-            show_progress: io::stderr().is_terminal(),
+            show_progress: part == 0 && io::stderr().is_terminal(),
             last_progress: base,
             opts,
         })
     }
 
-    /// Client `i`'s name: a staying client's, or the current churn client's in slot `i`.
+    /// Client `i`'s name: a staying client's, a slow reader's, or the
+    /// current churn client's in slot `i`.
     fn name(&self, i: usize) -> String {
+        if let Some(k) = self.slow_index(i) {
+            return slow_name(self.run_id, k);
+        }
         match self.names.get(i) {
             Some(n) => n.clone(),
             None => self
@@ -347,6 +426,13 @@ impl Load {
                 .map(|c| c.name.clone())
                 .unwrap_or_default(),
         }
+    }
+
+    /// Which slow reader slot `i` holds, if it is one.
+    #[inline]
+    fn slow_index(&self, i: usize) -> Option<usize> {
+        i.checked_sub(self.slow_base)
+            .filter(|&k| k < self.opts.slow_readers)
     }
 
     fn churn_slot(&self, i: usize) -> Option<&ChurnSlot> {
@@ -367,8 +453,23 @@ impl Load {
     }
 
     /// Runs all phases; `Err` only when the run could not be set up or a client failed to join.
-    /// `on_joined` is called once, when every client has joined and before the first send.
+    /// `on_joined` is called once, when every client (of every thread) has
+    /// joined and before the first send. Any ending but a complete one tells
+    /// the other threads to give up.
     pub fn run(
+        self,
+        server_rss_probe: &mut dyn FnMut(),
+        on_joined: &mut dyn FnMut(),
+    ) -> Result<Outcome, String> {
+        let shared = Arc::clone(&self.shared);
+        let r = self.phases(server_rss_probe, on_joined);
+        if !matches!(&r, Ok(o) if o.ending == Ending::Complete) {
+            shared.abort();
+        }
+        r
+    }
+
+    fn phases(
         mut self,
         server_rss_probe: &mut dyn FnMut(),
         on_joined: &mut dyn FnMut(),
@@ -377,18 +478,33 @@ impl Load {
         let deadline = start + self.opts.timeout;
         let mut events = Events::with_capacity(1024);
 
-        // Join phase.
-        while self.joined < self.opts.clients {
+        // Join phase: this thread's clients, then the gate (every thread's).
+        let (mut announced, mut passed_gate) = (false, false);
+        while !passed_gate {
             if let Some(e) = self.fatal.take() {
                 return Err(e);
+            }
+            if self.shared.aborted() {
+                return Err(ABORTED.into());
             }
             if Instant::now() >= deadline {
                 return Ok(self.outcome(Ending::TimedOut, start, None, None));
             }
-            self.start_clients()?;
-            self.turn(&mut events, Duration::from_millis(100))?;
-            server_rss_probe();
-            self.progress_line("joining");
+            let mine_joined = self.joined >= self.to_start.len();
+            if !mine_joined {
+                self.start_clients()?;
+            } else if !announced {
+                announced = true;
+                self.shared.joined();
+            }
+            passed_gate = mine_joined && self.shared.all_joined();
+            if !passed_gate {
+                // Waiting at the gate: look at it often.
+                let wait = if mine_joined { 2 } else { 100 };
+                self.turn(&mut events, Duration::from_millis(wait))?;
+                server_rss_probe();
+                self.progress_line("joining");
+            }
         }
         if let Some(e) = self.fatal.take() {
             return Err(e);
@@ -399,27 +515,52 @@ impl Load {
         // Send phase and drain.
         let send_start = Instant::now();
         let send_end = self.opts.duration.map(|d| send_start + d);
-        let total = self.opts.senders as u64 * u64::from(self.opts.messages);
+        let own = self.own_senders.len();
+        let total = own as u64 * u64::from(self.opts.messages);
+        // This thread's share of the aggregate rate.
+        let rate = self
+            .opts
+            .rate
+            .map(|r| r * own as f64 / self.opts.senders.max(1) as f64);
         let mut scheduled: u64 = 0;
         let mut sending = true;
         let mut last_activity = send_start;
         let mut last_seen = (0u64, 0u64);
+        let slow = self.opts.slow_readers as u64;
         let ending = loop {
             let now = Instant::now();
             if now >= deadline {
                 break Ending::TimedOut;
             }
-            if sending && (scheduled >= total || send_end.is_some_and(|e| now >= e)) {
+            if self.shared.aborted() {
+                break Ending::Stalled;
+            }
+            if slow > 0
+                && self.slow_all_dropped_at.is_none()
+                && self.shared.dropped().is_some_and(|d| d >= slow)
+            {
+                self.slow_all_dropped_at = Some(now);
+            }
+            if sending
+                && (scheduled >= total
+                    || send_end.is_some_and(|e| now >= e)
+                    || self.slow_all_dropped_at.is_some())
+            {
                 sending = false;
+                self.shared.done_sending();
             }
             if sending {
-                scheduled = self.send_due(now, send_start, scheduled, total);
+                scheduled = self.send_due(now, send_start, rate, scheduled, total);
                 self.start_churn(now, send_start);
             }
             self.churn_tick(now);
             let sent = self.messages_sent();
             let expected = self.expected();
-            if !sending && self.progress >= expected && self.churn.active == 0 {
+            if !sending
+                && self.shared.nobody_sending()
+                && self.progress >= expected
+                && self.churn.active == 0
+            {
                 break Ending::Complete;
             }
             if (self.deliveries, sent) != last_seen {
@@ -428,8 +569,8 @@ impl Load {
             } else if self.progress < expected && now.duration_since(last_activity) >= QUIET {
                 break Ending::Stalled;
             }
-            let mut wait = match (sending, self.opts.rate) {
-                (true, Some(rate)) => {
+            let mut wait = match (sending, rate) {
+                (true, Some(rate)) if rate > 0.0 => {
                     let due = send_start + Duration::from_secs_f64(scheduled as f64 / rate);
                     due.saturating_duration_since(now)
                         .min(Duration::from_millis(100))
@@ -439,26 +580,39 @@ impl Load {
             if self.churn.active > 0 || (sending && self.churn.rate.is_some()) {
                 wait = wait.min(CHURN_TICK);
             }
+            if slow > 0 || (self.shared.threads > 1 && !self.shared.nobody_sending()) {
+                // Look at /stats's count, or the other threads' sending, often.
+                wait = wait.min(Duration::from_millis(10));
+            }
             self.turn(&mut events, wait)?;
             server_rss_probe();
             self.progress_line("sending");
         };
+        if sending {
+            self.shared.done_sending();
+        }
         if self.show_progress {
             eprint!("\r\x1b[K");
         }
         Ok(self.outcome(ending, start, Some(joined_at), Some(send_start)))
     }
 
+    /// Messages sent so far by every sender (of every thread).
     fn messages_sent(&self) -> u64 {
-        self.senders.iter().map(|s| u64::from(s.sent)).sum()
+        self.shared.sent_all().map(u64::from).sum()
     }
 
-    /// Deliveries expected for what has been sent so far (see [`Route::expected`]).
+    /// Deliveries this thread's receivers are owed for what has been sent so
+    /// far (see [`Route::expected`]). Several threads: every message reaches
+    /// every receiver (no private messages or rooms then).
     fn expected(&self) -> u64 {
-        self.senders
-            .iter()
+        if self.shared.threads > 1 {
+            return self.own_receivers as u64 * self.messages_sent();
+        }
+        self.shared
+            .sent_all()
             .enumerate()
-            .map(|(i, s)| self.route.expected(i, u64::from(s.sent)))
+            .map(|(i, n)| self.route.expected(i, u64::from(n)))
             .sum()
     }
 
@@ -662,12 +816,16 @@ impl Load {
 
     /// Starts clients until `connect_window` are between connect and welcome.
     fn start_clients(&mut self) -> Result<(), String> {
-        while self.in_flight < self.opts.connect_window && self.started < self.opts.clients {
-            let i = self.started;
+        while self.in_flight < self.opts.connect_window && self.started < self.to_start.len() {
+            let Some(&i) = self.to_start.get(self.started) else {
+                break;
+            };
             let Some(client) = self.clients.get(i) else {
                 break;
             };
-            let Some(addr) = self.opts.target(i, client.wire == Wire::Ws) else {
+            // Slow reader k goes to address k mod n, as staying client k would.
+            let spread_as = self.slow_index(i).unwrap_or(i);
+            let Some(addr) = self.opts.target(spread_as, client.wire == Wire::Ws) else {
                 return Err(format!("client {i}: no address to connect to"));
             };
             let mut stream = TcpStream::connect(addr).map_err(|e| {
@@ -716,6 +874,10 @@ impl Load {
     }
 
     fn on_writable(&mut self, i: usize) {
+        let rcvbuf = match self.slow_index(i) {
+            Some(_) => self.opts.slow_rcvbuf,
+            None => 0,
+        };
         let Some(c) = self.clients.get_mut(i) else {
             return;
         };
@@ -733,6 +895,9 @@ impl Load {
                 Err(e) => return self.fail(i, format!("connect failed: {e}")),
             }
             let _ = stream.set_nodelay(true);
+            if rcvbuf > 0 {
+                let _ = set_rcvbuf(stream, rcvbuf);
+            }
             self.on_connected(i);
         }
         self.mark_dirty(i);
@@ -775,13 +940,15 @@ impl Load {
         }
     }
 
-    /// Staying clients ask for presence deltas (and rooms with `--rooms`);
+    /// Staying clients and slow readers ask for presence deltas (and staying
+    /// clients for rooms with `--rooms`);
     /// JSON churn clients take the legacy full lists, WebSocket churn clients
     /// deltas; churn clients never use rooms.
     fn features(&self, i: usize) -> wire::Features {
         let staying = i < self.opts.clients;
+        let slow = self.slow_index(i).is_some();
         wire::Features {
-            presence: staying || self.clients.get(i).is_some_and(|c| c.wire == Wire::Ws),
+            presence: staying || slow || self.clients.get(i).is_some_and(|c| c.wire == Wire::Ws),
             rooms: staying && self.opts.rooms > 0,
         }
     }
@@ -853,35 +1020,40 @@ impl Load {
         }
     }
 
-    /// Queues messages that are due, returns the new count of scheduled messages.
+    /// Queues this thread's messages that are due (`rate`: its share of the
+    /// aggregate rate); returns the new count of scheduled messages.
     fn send_due(
         &mut self,
         now: Instant,
         send_start: Instant,
+        rate: Option<f64>,
         mut scheduled: u64,
         total: u64,
     ) -> u64 {
         let nanos = self.nanos(now);
-        let (m, w, s_count) = (self.opts.messages, self.opts.window, self.opts.senders);
-        match self.opts.rate {
-            Some(rate) => {
+        let (m, w) = (self.opts.messages, self.opts.window);
+        let own = std::mem::take(&mut self.own_senders);
+        match rate {
+            Some(rate) if !own.is_empty() => {
                 let due = (now.duration_since(send_start).as_secs_f64() * rate) as u64 + 1;
                 while scheduled < due.min(total) {
-                    let s = (scheduled % s_count as u64) as usize;
+                    let k = (scheduled % own.len() as u64) as usize;
+                    let Some(&s) = own.get(k) else { break };
                     if !self.try_send(s, nanos, m, w) {
                         break;
                     }
                     scheduled += 1;
                 }
             }
-            None => {
-                for s in 0..s_count {
+            _ => {
+                for &s in &own {
                     while self.try_send(s, nanos, m, w) {
                         scheduled += 1;
                     }
                 }
             }
         }
+        self.own_senders = own;
         scheduled
     }
 
@@ -890,11 +1062,12 @@ impl Load {
         let Some(st) = self.senders.get(s).copied() else {
             return false;
         };
-        if st.sent >= messages || st.sent - st.acked >= window {
+        let sent = self.shared.sent(s);
+        if sent >= messages || sent - st.acked >= window {
             return false;
         }
         let mask = self.mask();
-        let target = self.route.target(s, u64::from(st.sent));
+        let target = self.route.target(s, u64::from(sent));
         let to = target.and_then(|t| self.names.get(t)).map(String::as_str);
         let room = self
             .route
@@ -907,11 +1080,15 @@ impl Load {
         if c.state != State::Joined {
             return false;
         }
-        let load = (s, st.sent, nanos);
+        let load = LoadText {
+            sender: s,
+            seq: sent,
+            nanos,
+            pad_to: self.opts.message_bytes,
+        };
+        // Counted before it is queued (and so before anyone can receive it).
+        self.shared.bump(s);
         wire::encode_message(c.wire, name, to, room, load, &mut c.out, mask);
-        if let Some(st) = self.senders.get_mut(s) {
-            st.sent += 1;
-        }
         if target.is_some() {
             self.private_sent += 1;
         }
@@ -922,7 +1099,9 @@ impl Load {
     /// Reads until `WouldBlock`, handing complete lines or frames on.
     fn on_readable(&mut self, i: usize) {
         let mut scratch = std::mem::take(&mut self.scratch);
-        while let Some(stream) = self.clients.get_mut(i).and_then(|c| c.stream.as_mut()) {
+        while !self.never_reads(i)
+            && let Some(stream) = self.clients.get_mut(i).and_then(|c| c.stream.as_mut())
+        {
             match stream.read(&mut scratch) {
                 Ok(0) => {
                     self.fail(i, "server closed the connection".into());
@@ -970,6 +1149,16 @@ impl Load {
         {
             c.pending = pending;
         }
+    }
+
+    /// A slow reader that has joined: it reads no more.
+    #[inline]
+    fn never_reads(&self, i: usize) -> bool {
+        self.slow_index(i).is_some()
+            && self
+                .clients
+                .get(i)
+                .is_some_and(|c| c.state == State::Joined)
     }
 
     /// Hands `buf` to the decoder of the client's current state; returns the bytes used.
@@ -1071,6 +1260,9 @@ impl Load {
 
     /// One server line (TCP) or text message (WebSocket).
     fn on_message(&mut self, i: usize, msg: &[u8], now: u64) {
+        if self.slow_index(i).is_some() {
+            return self.slow_message(i, msg);
+        }
         if i >= self.opts.clients {
             let at = self.base + Duration::from_nanos(now);
             return self.churn_message(i, msg, at);
@@ -1121,6 +1313,36 @@ impl Load {
         }
     }
 
+    /// One server line for slow reader `i`: it waits for its welcome, then
+    /// leaves the poll set (its socket stays open and is never read again).
+    fn slow_message(&mut self, i: usize, msg: &[u8]) {
+        if self
+            .clients
+            .get(i)
+            .is_none_or(|c| c.state != State::Joining)
+        {
+            return;
+        }
+        let name = self.name(i);
+        if wire::find(msg, b"\"info\"").is_some()
+            && wire::find(msg, b"Welcome").is_some()
+            && wire::contains_name(msg, name.as_bytes())
+        {
+            self.now_joined(i);
+            self.slow_joined += 1;
+            if let Some(c) = self.clients.get_mut(i) {
+                if let Some(stream) = c.stream.as_mut() {
+                    let _ = self.poll.registry().deregister(stream);
+                }
+                c.pending = Vec::new();
+            }
+        } else if Wire::Json.is_error(msg) {
+            let text = String::from_utf8_lossy(msg);
+            self.fatal
+                .get_or_insert_with(|| format!("slow reader {i} ({name}) was refused: {text}"));
+        }
+    }
+
     fn now_joined(&mut self, i: usize) {
         if let Some(c) = self.clients.get_mut(i) {
             c.state = State::Joined;
@@ -1163,7 +1385,7 @@ impl Load {
             self.unexpected += 1;
             return;
         };
-        let sent = self.senders.get(s).map_or(0, |st| st.sent);
+        let sent = self.shared.sent(s);
         if s >= senders || q >= self.opts.messages || q >= sent {
             self.unexpected += 1;
             return;
@@ -1241,6 +1463,9 @@ impl Load {
     /// Closes client `i`. While joining this ends the run; later it is counted.
     /// For a churn client: completes its cycle when it was leaving, fails it otherwise.
     fn fail(&mut self, i: usize, why: String) {
+        if self.slow_index(i).is_some() {
+            return self.slow_fail(i, why);
+        }
         if i >= self.opts.clients {
             let leaving = self
                 .clients
@@ -1270,6 +1495,30 @@ impl Load {
         } else {
             self.fatal
                 .get_or_insert_with(|| format!("client {i} could not join: {why}"));
+        }
+    }
+
+    /// Slow reader `i` failed: fatal while joining; afterwards (it is no
+    /// longer polled, so only a failed write could tell) just counted.
+    fn slow_fail(&mut self, i: usize, why: String) {
+        let Some(c) = self.clients.get_mut(i) else {
+            return;
+        };
+        if c.state == State::Closed {
+            return;
+        }
+        let was = c.state;
+        c.state = State::Closed;
+        if let Some(mut stream) = c.stream.take() {
+            let _ = self.poll.registry().deregister(&mut stream);
+        }
+        c.pending = Vec::new();
+        c.out = Vec::new();
+        if was == State::Joined {
+            self.slow_closed += 1;
+        } else {
+            self.fatal
+                .get_or_insert_with(|| format!("slow reader {i} could not join: {why}"));
         }
     }
 
@@ -1310,7 +1559,8 @@ impl Load {
         Outcome {
             ending,
             clients: self.opts.clients,
-            joined: self.joined,
+            // The staying clients (slow readers are counted apart).
+            joined: self.joined.saturating_sub(self.slow_joined),
             senders: self.opts.senders,
             messages_sent: sent,
             expected,
@@ -1345,13 +1595,27 @@ impl Load {
             order: self.order_verdict(),
             addrs: opts::tally(
                 &self.opts.addrs,
-                (0..self.opts.clients).filter(|&i| !self.is_ws(i)),
+                (0..self.opts.clients).filter(|&i| self.owns(i) && !self.is_ws(i)),
             ),
             ws_addrs: opts::tally(
                 &self.opts.ws_addrs,
-                (0..self.opts.clients).filter(|&i| self.is_ws(i)),
+                (0..self.opts.clients).filter(|&i| self.owns(i) && self.is_ws(i)),
             ),
+            fingerprints: self.order.clone(),
+            connected: (0..self.opts.clients).map(|i| self.connected(i)).collect(),
+            slow_joined: self.slow_joined,
+            slow_closed: self.slow_closed,
+            slow_dropped: self.shared.dropped(),
+            slow_all_dropped_secs: match (send_start, self.slow_all_dropped_at) {
+                (Some(s), Some(t)) => Some(t.saturating_duration_since(s).as_secs_f64()),
+                _ => None,
+            },
         }
+    }
+
+    /// Whether staying client `i` is one of this thread's.
+    fn owns(&self, i: usize) -> bool {
+        i % self.shared.threads == self.part
     }
 
     fn is_ws(&self, i: usize) -> bool {
@@ -1364,21 +1628,24 @@ impl Load {
     fn order_verdict(&self) -> Verdict {
         let group = |i: usize| self.route.room(i).unwrap_or(0);
         let mut owed = vec![0u64; self.opts.rooms.max(1)];
-        for (s, st) in self.senders.iter().enumerate() {
+        for (s, sent) in self.shared.sent_all().enumerate() {
             if let Some(o) = owed.get_mut(group(s)) {
-                *o += self.route.broadcasts(s, u64::from(st.sent));
+                *o += self.route.broadcasts(s, u64::from(sent));
             }
         }
         order::compare(
             &self.order,
             group,
             |g| owed.get(g).copied().unwrap_or(0),
-            |i| {
-                self.clients
-                    .get(i)
-                    .is_some_and(|c| c.state == State::Joined && c.stream.is_some())
-            },
+            |i| self.connected(i),
         )
+    }
+
+    /// Whether staying client `i` was joined and connected at the end.
+    fn connected(&self, i: usize) -> bool {
+        self.clients
+            .get(i)
+            .is_some_and(|c| c.state == State::Joined && c.stream.is_some())
     }
 }
 
@@ -1390,6 +1657,32 @@ fn client_name(run_id: u32, i: usize) -> String {
 /// `#load<k>`: room k of `--rooms`.
 fn room_name(k: usize) -> String {
     format!("#load{k}")
+}
+
+/// `slow-<run>-<k>` for slow reader k: unique per run.
+fn slow_name(run_id: u32, k: usize) -> String {
+    format!("slow-{run_id:04x}-{k}")
+}
+
+/// Sets a socket's receive buffer (`SO_RCVBUF`; Linux doubles the value).
+fn set_rcvbuf(stream: &TcpStream, bytes: usize) -> io::Result<()> {
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: the descriptor is the open socket `stream` owns, and the option
+    // value points to a live c_int whose size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&raw const v).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// `churn-<run>-<n>` for churn cycle n: unique per run.
@@ -1497,8 +1790,9 @@ mod tests {
     }
 
     /// A floor-mode run of 4 clients, 2 senders x 50 messages, against [`relay`];
-    /// with `twice` the relay's address is given twice (two clients each).
-    fn floor_run(mode: Relay, twice: bool) -> Outcome {
+    /// with `twice` the relay's address is given twice (two clients each);
+    /// on `threads` generator threads.
+    fn floor_run(mode: Relay, twice: bool, threads: usize) -> Outcome {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("local addr").to_string();
         let server = std::thread::spawn(move || relay(listener, 4, mode));
@@ -1521,21 +1815,20 @@ mod tests {
             "8",
             "--timeout",
             "20",
+            "--threads",
+            &threads.to_string(),
         ];
         let opts = Options::parse(args.iter().map(|s| s.to_string()))
             .expect("options")
             .expect("not --help");
-        let out = Load::new(opts)
-            .expect("poll")
-            .run(&mut || {}, &mut || {})
-            .expect("run");
+        let out = crate::threads::run(&opts, &mut || {}, &mut || {}).expect("run");
         let _ = server.join();
         out
     }
 
     #[test]
     fn floor_mode_drives_a_plain_relay_with_the_same_checks() {
-        let o = floor_run(Relay::Copies(1), false);
+        let o = floor_run(Relay::Copies(1), false, 1);
         assert_eq!(o.ending, Ending::Complete);
         assert_eq!((o.joined, o.messages_sent), (4, 100));
         assert_eq!((o.deliveries, o.expected), (400, 400));
@@ -1556,7 +1849,7 @@ mod tests {
 
     #[test]
     fn one_address_twice_spreads_the_clients_and_keeps_one_order() {
-        let o = floor_run(Relay::Copies(1), true);
+        let o = floor_run(Relay::Copies(1), true, 1);
         assert_eq!(o.ending, Ending::Complete);
         assert_eq!((o.deliveries, o.expected, o.lost), (400, 400, 0));
         let counts: Vec<usize> = o.addrs.iter().map(|a| a.1).collect();
@@ -1568,7 +1861,7 @@ mod tests {
 
     #[test]
     fn a_relay_that_reorders_between_senders_fails_the_order_check() {
-        let o = floor_run(Relay::Skew, false);
+        let o = floor_run(Relay::Skew, false, 1);
         assert_eq!(o.ending, Ending::Complete);
         // Every per-sender check passes: only the total order differs.
         let errors = (o.lost, o.duplicated, o.reordered, o.unexpected);
@@ -1582,7 +1875,7 @@ mod tests {
 
     #[test]
     fn floor_mode_counts_a_relay_that_sends_twice() {
-        let o = floor_run(Relay::Copies(2), false);
+        let o = floor_run(Relay::Copies(2), false, 1);
         assert_eq!(o.ending, Ending::Complete);
         assert_eq!((o.expected, o.lost), (400, 0));
         // The run ends once every expected line has arrived, so the second
@@ -1594,6 +1887,217 @@ mod tests {
             o.duplicated
         );
         assert_eq!(o.deliveries, 400 + o.duplicated);
+    }
+
+    #[test]
+    fn two_threads_split_the_clients_and_keep_every_check() {
+        let o = floor_run(Relay::Copies(1), false, 2);
+        assert_eq!(o.ending, Ending::Complete);
+        assert_eq!((o.joined, o.messages_sent), (4, 100));
+        // Each thread expects its 2 receivers x all 100 messages, both senders'.
+        assert_eq!((o.deliveries, o.expected), (400, 400));
+        let errors = (
+            o.lost,
+            o.duplicated,
+            o.reordered,
+            o.unexpected,
+            o.disconnected,
+        );
+        assert_eq!(errors, (0, 0, 0, 0, 0));
+        assert_eq!(o.latency.count(), 400);
+        assert!(o.order.same(), "{:?}", o.order);
+        assert_eq!((o.order.compared, o.order.left_out), (4, 0));
+        assert_eq!(o.addrs.first().map(|a| a.1), Some(4));
+        assert!(o.delivery_secs > 0.0);
+    }
+
+    #[test]
+    fn two_threads_merge_the_order_check_across_threads() {
+        let o = floor_run(Relay::Skew, false, 2);
+        assert_eq!(o.ending, Ending::Complete);
+        assert_eq!(
+            (o.lost, o.duplicated, o.reordered, o.unexpected),
+            (0, 0, 0, 0)
+        );
+        assert!(!o.order.same());
+        assert_eq!((o.order.compared, o.order.distinct), (4, 2));
+    }
+
+    #[test]
+    fn two_threads_count_a_relay_that_sends_twice() {
+        let o = floor_run(Relay::Copies(2), false, 2);
+        assert_eq!(o.ending, Ending::Complete);
+        assert_eq!((o.expected, o.lost), (400, 0));
+        assert!(
+            (392..=400).contains(&o.duplicated),
+            "{} duplicates",
+            o.duplicated
+        );
+        assert_eq!(o.deliveries, 400 + o.duplicated);
+    }
+
+    /// What the toy server of [`slow_run`] saw.
+    #[derive(Default)]
+    struct SlowSeen {
+        /// Slow readers welcomed.
+        slow: std::sync::atomic::AtomicUsize,
+        /// Messages relayed, and those whose text was not 64 bytes.
+        relayed: std::sync::atomic::AtomicUsize,
+        wrong_size: std::sync::atomic::AtomicUsize,
+    }
+
+    /// A toy JSON server for `clients` connections: welcomes joins and relays
+    /// each message to every joined client except the slow readers (`slow-`
+    /// names), as if it had dropped them at once. Its `/stats` stub (on
+    /// `stats`) says `dropped_slow_clients` is `slow` once `slow` slow readers
+    /// were welcomed and 50 messages relayed, 0 before.
+    fn slow_server(listener: TcpListener, stats: TcpListener, clients: usize, slow: usize) {
+        use std::sync::atomic::Ordering;
+        use std::sync::{Arc, Mutex};
+        let seen = Arc::new(SlowSeen::default());
+        let seen_http = Arc::clone(&seen);
+        let _ = stats.set_nonblocking(false);
+        std::thread::spawn(move || {
+            for conn in stats.incoming() {
+                let Ok(mut conn) = conn else { break };
+                let mut head = [0u8; 1024];
+                let _ = conn.read(&mut head);
+                let done = seen_http.slow.load(Ordering::SeqCst) >= slow
+                    && seen_http.relayed.load(Ordering::SeqCst) >= 50;
+                let body = format!(
+                    "{{\"users\":1,\"dropped_slow_clients\":{}}}",
+                    if done { slow } else { 0 }
+                );
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        let field = |line: &str, key: &str| -> String {
+            let k = format!("\"{key}\":\"");
+            line.split_once(&k)
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .map(|(v, _)| v.to_string())
+                .unwrap_or_default()
+        };
+        let readers: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
+        let mut threads = Vec::new();
+        for _ in 0..clients {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
+            let (readers, seen) = (Arc::clone(&readers), Arc::clone(&seen));
+            threads.push(std::thread::spawn(move || {
+                let Ok(mut out) = stream.try_clone() else {
+                    return;
+                };
+                let mut me = String::new();
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    let mut all = readers.lock().expect("lock");
+                    if line.contains(r#""type":"join""#) {
+                        me = field(&line, "sender");
+                        let _ = writeln!(
+                            out,
+                            r#"{{"type":"info","sender":"Server","message":"Welcome {me}!","user":"{me}"}}"#
+                        );
+                        if me.starts_with("slow-") {
+                            seen.slow.fetch_add(1, Ordering::SeqCst);
+                        } else if let Ok(o) = out.try_clone() {
+                            all.push(o);
+                        }
+                    } else if line.contains(r#""type":"message""#) {
+                        let text = field(&line, "message");
+                        seen.relayed.fetch_add(1, Ordering::SeqCst);
+                        if text.len() != 64 {
+                            seen.wrong_size.fetch_add(1, Ordering::SeqCst);
+                        }
+                        for o in all.iter_mut() {
+                            let _ = writeln!(
+                                o,
+                                r#"{{"type":"message","sender":"{me}","message":"{text}"}}"#
+                            );
+                        }
+                    }
+                }
+            }));
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+        assert_eq!(
+            seen.wrong_size.load(Ordering::SeqCst),
+            0,
+            "a message was not 64 bytes"
+        );
+    }
+
+    /// 3 clients (1 sender, window 4, up to 100,000 messages of 64 bytes) and
+    /// 2 slow readers against [`slow_server`], on `threads` threads.
+    fn slow_run(threads: usize) -> Outcome {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let stats = TcpListener::bind("127.0.0.1:0").expect("bind stats");
+        let addr = listener.local_addr().expect("local addr").to_string();
+        let stats_addr = stats.local_addr().expect("stats addr").to_string();
+        let server = std::thread::spawn(move || slow_server(listener, stats, 5, 2));
+        let args = [
+            "--addr",
+            &addr,
+            "--clients",
+            "3",
+            "--senders",
+            "1",
+            "--messages",
+            "100000",
+            "--window",
+            "4",
+            "--message-bytes",
+            "64",
+            "--slow-readers",
+            "2",
+            "--stats-addr",
+            &stats_addr,
+            "--timeout",
+            "20",
+            "--threads",
+            &threads.to_string(),
+        ];
+        let opts = Options::parse(args.iter().map(|s| s.to_string()))
+            .expect("options")
+            .expect("not --help");
+        let out = crate::threads::run(&opts, &mut || {}, &mut || {}).expect("run");
+        // Closing the clients ends the toy server's connection threads.
+        server
+            .join()
+            .expect("the toy server saw only 64-byte messages");
+        out
+    }
+
+    #[test]
+    fn slow_readers_join_then_sending_stops_once_the_server_dropped_them() {
+        for threads in [1, 2] {
+            let o = slow_run(threads);
+            assert_eq!(o.ending, Ending::Complete, "threads {threads}");
+            // The slow readers are not receivers.
+            assert_eq!((o.joined, o.slow_joined), (3, 2), "threads {threads}");
+            assert_eq!(o.slow_dropped, Some(2));
+            assert!(o.slow_all_dropped_secs.is_some());
+            // /stats says 2 only after 50 messages; then sending stops well
+            // before 100,000.
+            assert!(
+                (50..100_000).contains(&o.messages_sent),
+                "{} sent",
+                o.messages_sent
+            );
+            assert_eq!(o.expected, 3 * o.messages_sent);
+            assert_eq!((o.deliveries, o.lost, o.disconnected), (o.expected, 0, 0));
+            assert_eq!(o.slow_closed, 0);
+            assert!(o.order.same(), "{:?}", o.order);
+            assert_eq!(o.order.compared, 3);
+        }
     }
 
     /// A toy rooms server for `clients` JSON clients: welcomes, answers

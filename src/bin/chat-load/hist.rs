@@ -52,6 +52,15 @@ impl Histogram {
         self.max = self.max.max(v);
     }
 
+    /// Adds every sample of `other` (as if each had been recorded here).
+    pub fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *a += b;
+        }
+        self.total += other.total;
+        self.max = self.max.max(other.max);
+    }
+
     #[cfg(test)]
     pub fn count(&self) -> u64 {
         self.total
@@ -91,6 +100,25 @@ mod tests {
             assert!(Histogram::upper_edge(i) >= v, "v={v}");
             last = i;
         }
+    }
+
+    #[test]
+    fn merged_histograms_equal_one_with_every_sample() {
+        let (mut a, mut b, mut both) = (Histogram::new(), Histogram::new(), Histogram::new());
+        for v in 1..=50_000u64 {
+            let h = if v % 3 == 0 { &mut a } else { &mut b };
+            h.record(v * 7);
+            both.record(v * 7);
+        }
+        a.merge(&b);
+        assert_eq!(a.count(), both.count());
+        assert_eq!(a.max(), both.max());
+        for q in [0.0, 0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(a.quantile(q), both.quantile(q), "q={q}");
+        }
+        let empty = Histogram::new();
+        a.merge(&empty);
+        assert_eq!(a.count(), both.count());
     }
 
     #[test]

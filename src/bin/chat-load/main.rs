@@ -38,11 +38,19 @@
 //! connected and got every broadcast are compared (see [`order`]); the report
 //! says `same for N receivers` or `DIFFERS (k distinct orders)`.
 //!
+//! `--slow-readers N` adds N clients that join and then never read, and stops
+//! sending once the server (its `/stats` at `--stats-addr`) has dropped them
+//! all; the report gives how long that took. `--threads T` spreads the
+//! clients over T generator threads, for loads one core cannot drive; the
+//! checks and the report are the same. `--message-bytes N` pads the text.
+//!
 //! Modules: [`opts`] (flags, address spreading), [`driver`] (the poll loop,
-//! churn and the checks), [`order`] (the same-order fingerprints), [`route`]
-//! (which message goes to whom), [`wire`] (request encoding,
-//! WebSocket client side, receive-path scanners), [`hist`] (latency
-//! histogram), [`procfs`] (CPU and RSS from `/proc`).
+//! churn, slow readers and the checks), [`threads`] (one run over several
+//! generator threads, merged), [`shared`] (what the threads share),
+//! [`stats`] (the server's `/stats` during the run), [`order`] (the
+//! same-order fingerprints), [`route`] (which message goes to whom), [`wire`]
+//! (request encoding, WebSocket client side, receive-path scanners), [`hist`]
+//! (latency histogram), [`procfs`] (CPU and RSS from `/proc`).
 //!
 //! Source addresses: every client connects from 127.0.0.1 with a kernel-chosen
 //! port. Binding other 127.0.0.x sources first would need raw `socket`/`bind`
@@ -63,13 +71,16 @@ mod opts;
 mod order;
 mod procfs;
 mod route;
+mod shared;
+mod stats;
+mod threads;
 mod wire;
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use driver::{Ending, Load, Outcome};
+use driver::{Ending, Outcome};
 use opts::Options;
 
 fn main() -> ExitCode {
@@ -85,6 +96,7 @@ fn main() -> ExitCode {
         }
     };
     let pid = opts.server_pid.map(|p| p.to_string());
+    let wall_start = Instant::now();
     let gen_cpu_start = procfs::cpu_secs("self");
     let server_cpu_start = pid.as_deref().and_then(procfs::cpu_secs);
     let mut rss_sampled: Option<u64> = None;
@@ -99,19 +111,12 @@ fn main() -> ExitCode {
             }
         }
     };
-    let load = match Load::new(opts.clone()) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("chat-load: cannot set up the poll loop: {e}");
-            return ExitCode::from(2);
-        }
-    };
     // The server's resident memory once every client has joined, before any message.
     let mut rss_joined: Option<u64> = None;
     let mut on_joined = || {
         rss_joined = pid.as_deref().and_then(|p| procfs::status_kib(p, "VmRSS"));
     };
-    let outcome = match load.run(&mut probe, &mut on_joined) {
+    let outcome = match threads::run(&opts, &mut probe, &mut on_joined) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("chat-load: {e}");
@@ -122,6 +127,7 @@ fn main() -> ExitCode {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
+    let wall_secs = wall_start.elapsed().as_secs_f64();
     let server_cpu = match (server_cpu_start, pid.as_deref().and_then(procfs::cpu_secs)) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
@@ -134,6 +140,7 @@ fn main() -> ExitCode {
         opts: &opts,
         o: &outcome,
         gen_cpu,
+        wall_secs,
         server_cpu,
         server_rss,
         server_rss_joined: rss_joined,
@@ -165,12 +172,38 @@ struct Report<'a> {
     opts: &'a Options,
     o: &'a Outcome,
     gen_cpu: Option<f64>,
+    /// The generator's whole run, connects included (the CPU window).
+    wall_secs: f64,
     server_cpu: Option<f64>,
     server_rss: Option<u64>,
     server_rss_joined: Option<u64>,
 }
 
 impl Report<'_> {
+    /// The generator's CPU time in % of one core over its run (above 100
+    /// with several threads).
+    fn gen_cpu_pct(&self) -> Option<f64> {
+        let cpu = self.gen_cpu?;
+        (self.wall_secs > 0.0).then(|| 100.0 * cpu / self.wall_secs)
+    }
+
+    /// Slow readers in words: joined, dropped by the server, and when.
+    fn slow(&self) -> String {
+        let (o, n) = (self.o, self.opts.slow_readers);
+        let dropped = o
+            .slow_dropped
+            .map_or("n/a (no /stats answer)".to_string(), |d| d.to_string());
+        let when = o
+            .slow_all_dropped_secs
+            .map_or("not all dropped".to_string(), |s| {
+                format!("all dropped {s:.3} s after the first send")
+            });
+        format!(
+            "{n} ({} joined, {dropped} dropped by the server, {when}; {} seen closed)",
+            o.slow_joined, o.slow_closed
+        )
+    }
+
     fn errors(&self) -> u64 {
         let o = self.o;
         o.lost
@@ -269,10 +302,15 @@ impl Report<'_> {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "chat-load: {} clients ({}{}{}), {} senders x {} messages{}",
+            "chat-load: {} clients ({}{}{}{}), {} senders x {} messages{}",
             o.clients,
             opts.proto.as_str(),
             if opts.floor { ", floor relay" } else { "" },
+            if opts.threads > 1 {
+                format!(", {} threads", opts.threads)
+            } else {
+                String::new()
+            },
             if opts.rooms > 0 {
                 format!(", {} rooms", opts.rooms)
             } else {
@@ -289,6 +327,9 @@ impl Report<'_> {
             0.0
         };
         let mut rows: Vec<(&str, String)> = Vec::new();
+        if opts.slow_readers > 0 {
+            rows.push(("slow readers", self.slow()));
+        }
         if opts.several_addrs() {
             rows.push(("addresses", Self::addr_list(&o.addrs)));
             if !o.ws_addrs.is_empty() {
@@ -365,7 +406,16 @@ impl Report<'_> {
                     .collect::<Vec<_>>()
                     .join("  "),
             ),
-            ("generator CPU", secs(self.gen_cpu)),
+            (
+                "generator CPU",
+                format!(
+                    "{} ({} of one core over {:.2} s)",
+                    secs(self.gen_cpu),
+                    self.gen_cpu_pct()
+                        .map_or("n/a".to_string(), |p| format!("{p:.0}%")),
+                    self.wall_secs
+                ),
+            ),
             ("server CPU", secs(self.server_cpu)),
             (
                 "server peak RSS",
@@ -424,7 +474,10 @@ impl Report<'_> {
                 "\"churn_rate\":{},\"churn_started\":{},\"churn_completed\":{},\"churn_failed\":{},",
                 "\"churn_voluntary\":{},\"churn_abrupt\":{},\"churn_join_ms\":{{{}}},",
                 "\"order_same\":{},\"order_receivers\":{},\"order_left_out\":{},",
-                "\"order_distinct\":{},\"order_groups_differing\":{}{}}}"
+                "\"order_distinct\":{},\"order_groups_differing\":{},",
+                "\"threads\":{},\"wall_secs\":{:.3},\"gen_cpu_pct\":{},\"message_bytes\":{},",
+                "\"slow_readers\":{},\"slow_joined\":{},\"slow_dropped\":{},",
+                "\"slow_all_dropped_secs\":{},\"slow_closed\":{}{}}}"
             ),
             self.result(),
             self.opts.proto.as_str(),
@@ -473,6 +526,15 @@ impl Report<'_> {
             o.order.left_out,
             o.order.distinct,
             o.order.groups_differing,
+            self.opts.threads,
+            self.wall_secs,
+            opt(self.gen_cpu_pct()),
+            self.opts.message_bytes,
+            self.opts.slow_readers,
+            o.slow_joined,
+            o.slow_dropped.map_or("null".to_string(), |d| d.to_string()),
+            opt(o.slow_all_dropped_secs),
+            o.slow_closed,
             addrs,
         )
     }

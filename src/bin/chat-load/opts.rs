@@ -9,7 +9,8 @@ usage: chat-load --addr HOST:PORT[,...] [--ws-addr HOST:PORT[,...]] --proto tcp-
                  --clients C --senders S --messages M [--rate R] [--duration SECS]
                  [--server-pid PID] [--json] [--timeout SECS] [--idle]
                  [--window W] [--connect-window N] [--ws-path PATH] [--ws-clients N]
-                 [--private PCT] [--churn RATE] [--floor] [--rooms N]
+                 [--private PCT] [--churn RATE] [--floor] [--rooms N] [--threads T]
+                 [--message-bytes N] [--slow-readers N [--slow-rcvbuf BYTES] --stats-addr HOST:PORT]
 
   --addr            TCP chat port (JSON lines and text mode); loopback only.
                     Repeatable and/or comma-separated (one per node of a
@@ -62,7 +63,26 @@ usage: chat-load --addr HOST:PORT[,...] [--ws-addr HOST:PORT[,...]] --proto tcp-
                     exactly the clients of its room (the sender included), each
                     once and in order, with the room named on it; reaching
                     anyone else counts as misdelivered. Private messages stay
-                    server-wide. Not with --floor";
+                    server-wide. Not with --floor
+  --threads         T generator threads (default 1), each with its own poll loop:
+                    thread t drives the clients i with i mod T = t (senders
+                    included) and the checks stay the same, over all clients.
+                    For a generator that would otherwise saturate one core.
+                    Not with --private, --rooms or --churn
+  --message-bytes   pad each message's text to N bytes (16..=1024; default: no
+                    padding, about 25 bytes)
+  --slow-readers    N extra JSON clients that join after the others, read until
+                    their welcome, then never read again (the socket stays open
+                    and unregistered). They are not receivers: the checks cover
+                    the --clients group only. Needs --stats-addr; sending stops
+                    once the server's /stats `dropped_slow_clients` reaches N
+                    (or at --duration / --messages), then the run drains as
+                    usual. The report gives the time from the first send until
+                    all N were dropped. Not with --floor, --rooms or --churn
+  --slow-rcvbuf     SO_RCVBUF of each slow reader, set once connected (default
+                    4096; the kernel doubles it; 0 keeps the kernel's default)
+  --stats-addr      the server's HTTP address (loopback), polled every 100 ms
+                    for /stats `dropped_slow_clients` during the run";
 
 /// How clients talk to the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +132,22 @@ pub struct Options {
     pub floor: bool,
     /// Rooms the staying clients are spread over; 0 = no rooms (everyone in the lobby).
     pub rooms: usize,
+    /// Generator threads, each driving the clients `i` with `i mod threads` = its index.
+    pub threads: usize,
+    /// Message text padded to this many bytes; 0 = no padding.
+    pub message_bytes: usize,
+    /// Extra clients that join and then never read.
+    pub slow_readers: usize,
+    /// SO_RCVBUF of the slow readers; 0 = the kernel's default.
+    pub slow_rcvbuf: usize,
+    /// The server's HTTP address, polled for `/stats`.
+    pub stats_addr: Option<SocketAddr>,
 }
+
+/// Most generator threads.
+pub const MAX_THREADS: usize = 16;
+/// Longest padded message text.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
 
 /// Most (receiver, sender) pairs tracked: 4 bytes each.
 const MAX_PAIRS: usize = 64 << 20;
@@ -132,6 +167,8 @@ impl Options {
         let mut timeout = Duration::from_secs(120);
         let (mut private_pct, mut churn) = (0u32, None);
         let mut rooms = 0usize;
+        let (mut threads, mut message_bytes) = (1usize, 0usize);
+        let (mut slow_readers, mut slow_rcvbuf, mut stats_addr) = (0usize, 4096usize, None);
         while let Some(flag) = args.next() {
             match flag.as_str() {
                 "-h" | "--help" => return Ok(None),
@@ -191,6 +228,23 @@ impl Options {
                         return Err("--rooms: need at least 1 room".into());
                     }
                 }
+                "--threads" => {
+                    threads = number::<usize>(&flag, &v)?;
+                    if !(1..=MAX_THREADS).contains(&threads) {
+                        return Err(format!("--threads: between 1 and {MAX_THREADS}"));
+                    }
+                }
+                "--message-bytes" => {
+                    message_bytes = number::<usize>(&flag, &v)?;
+                    if !(16..=MAX_MESSAGE_BYTES).contains(&message_bytes) {
+                        return Err(format!(
+                            "--message-bytes: between 16 and {MAX_MESSAGE_BYTES}"
+                        ));
+                    }
+                }
+                "--slow-readers" => slow_readers = number::<usize>(&flag, &v)?,
+                "--slow-rcvbuf" => slow_rcvbuf = number::<usize>(&flag, &v)?.min(1 << 30),
+                "--stats-addr" => stats_addr = Some(loopback_addr(&v)?),
                 _ => return Err(format!("unknown flag {flag}")),
             }
         }
@@ -239,6 +293,20 @@ impl Options {
         if rooms > clients {
             return Err("--rooms must not exceed --clients".into());
         }
+        if threads > 1 && (private_pct > 0 || rooms > 0 || churn.is_some()) {
+            return Err("--threads goes without --private, --rooms and --churn".into());
+        }
+        if threads > clients {
+            return Err("--threads must not exceed --clients".into());
+        }
+        if slow_readers > 0 {
+            if floor || rooms > 0 || churn.is_some() {
+                return Err("--slow-readers does not go with --floor, --rooms or --churn".into());
+            }
+            if stats_addr.is_none() {
+                return Err("--slow-readers needs --stats-addr (the server's HTTP address)".into());
+            }
+        }
         if clients.checked_mul(senders).is_none_or(|p| p > MAX_PAIRS) {
             return Err(format!("--clients x --senders must stay under {MAX_PAIRS}"));
         }
@@ -262,6 +330,11 @@ impl Options {
             churn,
             floor,
             rooms,
+            threads,
+            message_bytes,
+            slow_readers,
+            slow_rcvbuf,
+            stats_addr,
         }))
     }
 }
@@ -458,6 +531,62 @@ mod tests {
         assert!(with(&["--rooms", "0"]).is_err());
         assert!(with(&["--rooms", "11"]).is_err());
         assert!(with(&["--rooms", "2", "--floor"]).is_err());
+    }
+
+    #[test]
+    fn threads_slow_readers_and_message_bytes() {
+        let base = [
+            "--addr",
+            "127.0.0.1:9",
+            "--clients",
+            "10",
+            "--senders",
+            "2",
+            "--messages",
+            "5",
+        ];
+        let with = |extra: &[&str]| {
+            let mut a: Vec<&str> = base.to_vec();
+            a.extend_from_slice(extra);
+            parse(&a)
+        };
+        let o = with(&[]).ok().flatten().expect("defaults");
+        assert_eq!(
+            (o.threads, o.message_bytes, o.slow_readers, o.slow_rcvbuf),
+            (1, 0, 0, 4096)
+        );
+        assert_eq!(o.stats_addr, None);
+        let o = with(&["--threads", "2", "--message-bytes", "64"]);
+        let o = o.ok().flatten().expect("two threads");
+        assert_eq!((o.threads, o.message_bytes), (2, 64));
+        assert!(with(&["--threads", "0"]).is_err());
+        assert!(
+            with(&["--threads", "11"]).is_err(),
+            "more threads than clients"
+        );
+        assert!(with(&["--threads", "17"]).is_err());
+        assert!(with(&["--threads", "2", "--private", "10"]).is_err());
+        assert!(with(&["--threads", "2", "--rooms", "2"]).is_err());
+        assert!(with(&["--threads", "2", "--churn", "5"]).is_err());
+        assert!(with(&["--threads", "2", "--floor"]).is_ok());
+        assert!(with(&["--message-bytes", "15"]).is_err());
+        assert!(with(&["--message-bytes", "1025"]).is_err());
+        // Slow readers need /stats, and no floor, rooms or churn.
+        assert!(with(&["--slow-readers", "3"]).is_err());
+        let slow = ["--slow-readers", "3", "--stats-addr", "127.0.0.1:8"];
+        let o = with(&slow).ok().flatten().expect("slow readers");
+        let stats = "127.0.0.1:8".parse::<SocketAddr>().ok();
+        assert_eq!((o.slow_readers, o.stats_addr), (3, stats));
+        let mut more = slow.to_vec();
+        more.extend_from_slice(&["--slow-rcvbuf", "0"]);
+        assert_eq!(with(&more).ok().flatten().map(|o| o.slow_rcvbuf), Some(0));
+        for bad in [["--floor", ""], ["--rooms", "2"], ["--churn", "1"]] {
+            let mut a = slow.to_vec();
+            a.extend(bad.iter().filter(|x| !x.is_empty()));
+            assert!(with(&a).is_err(), "{bad:?}");
+        }
+        let far = with(&["--slow-readers", "1", "--stats-addr", "10.0.0.1:80"]);
+        assert!(far.err().is_some_and(|e| e.contains("non-loopback")));
     }
 
     #[test]

@@ -160,6 +160,28 @@ pub fn encode_exit(wire: Wire, name: &str, out: &mut Vec<u8>, mask: [u8; 4]) {
     }
 }
 
+/// The load text of one message: `L <sender> <seq> <send_nanos>`, padded to
+/// `pad_to` bytes when shorter (0: no padding).
+#[derive(Debug, Clone, Copy)]
+pub struct LoadText {
+    pub sender: usize,
+    pub seq: u32,
+    pub nanos: u64,
+    pub pad_to: usize,
+}
+
+impl LoadText {
+    #[cfg(test)]
+    pub fn plain(sender: usize, seq: u32, nanos: u64) -> LoadText {
+        LoadText {
+            sender,
+            seq,
+            nanos,
+            pad_to: 0,
+        }
+    }
+}
+
 /// Appends one chat message carrying `L <sender> <seq> <send_nanos>`; with a
 /// target, the private form `@TARGET L ...` (the same text in every wire).
 /// `room`: the room a broadcast goes to (JSON kinds name it; text mode's
@@ -169,39 +191,59 @@ pub fn encode_message(
     name: &str,
     to: Option<&str>,
     room: Option<&str>,
-    load: (usize, u32, u64),
+    load: LoadText,
     out: &mut Vec<u8>,
     mask: [u8; 4],
 ) {
-    let (sender, seq, nanos) = load;
+    let LoadText {
+        sender,
+        seq,
+        nanos,
+        pad_to,
+    } = load;
     let (at, to) = match to {
         Some(t) => ("@", t),
         None => ("", ""),
     };
     let sp = if at.is_empty() { "" } else { " " };
+    // The text, padded with a space and dots up to `pad_to` bytes (the load
+    // numbers end at the first non-digit).
+    let mut text = [0u8; crate::opts::MAX_MESSAGE_BYTES + 96];
+    let mut cur = std::io::Cursor::new(&mut text[..]);
+    let _ = write!(cur, "{at}{to}{sp}L {sender} {seq} {nanos}");
+    let len = cur.position() as usize;
+    let gap = pad_to.saturating_sub(len);
+    for k in 0..gap {
+        let _ = cur.write_all(if k == 0 && gap > 1 { b" " } else { b"." });
+    }
+    let end = cur.position() as usize;
+    let text = text.get(..end).unwrap_or_default();
     match wire {
         Wire::Text => {
-            let _ = writeln!(out, "{at}{to}{sp}L {sender} {seq} {nanos}");
+            out.extend_from_slice(text);
+            out.push(b'\n');
         }
-        Wire::Json | Wire::Ws => {
-            let mut obj = [0u8; 256];
-            let mut cur = std::io::Cursor::new(&mut obj[..]);
-            let _ = write!(
-                cur,
-                r#"{{"type":"message","sender":"{name}","message":"{at}{to}{sp}L {sender} {seq} {nanos}""#
-            );
-            match room {
-                Some(room) if at.is_empty() => {
-                    let _ = write!(cur, r#","room":"{room}"}}"#);
-                }
-                _ => {
-                    let _ = write!(cur, "}}");
-                }
-            }
-            let n = cur.position() as usize;
-            finish_json(wire, obj.get(..n).unwrap_or_default(), out, mask);
+        Wire::Json => {
+            message_object(name, text, room.filter(|_| at.is_empty()), out);
+            out.push(b'\n');
+        }
+        Wire::Ws => {
+            let mut obj = Vec::with_capacity(text.len() + 96);
+            message_object(name, text, room.filter(|_| at.is_empty()), &mut obj);
+            encode_frame(OPCODE_TEXT, &obj, mask, out);
         }
     }
+}
+
+/// Appends the JSON `message` request carrying `text` (already JSON-safe).
+fn message_object(name: &str, text: &[u8], room: Option<&str>, out: &mut Vec<u8>) {
+    let _ = write!(out, r#"{{"type":"message","sender":"{name}","message":""#);
+    out.extend_from_slice(text);
+    out.push(b'"');
+    if let Some(room) = room {
+        let _ = write!(out, r#","room":"{room}""#);
+    }
+    out.push(b'}');
 }
 
 fn finish_json(wire: Wire, obj: &[u8], out: &mut Vec<u8>, mask: [u8; 4]) {
@@ -581,6 +623,41 @@ mod tests {
     }
 
     #[test]
+    fn pads_the_text_and_the_numbers_still_read() {
+        let text_of = |wire: Wire, pad_to: usize, to: Option<&str>| {
+            let mut out = Vec::new();
+            let load = LoadText {
+                sender: 12,
+                seq: 345,
+                nanos: 6_789_012,
+                pad_to,
+            };
+            encode_message(wire, "a", to, None, load, &mut out, [0; 4]);
+            out
+        };
+        let json = text_of(Wire::Json, 64, None);
+        let want = format!(
+            "{{\"type\":\"message\",\"sender\":\"a\",\"message\":\"L 12 345 6789012 {}\"}}\n",
+            ".".repeat(64 - 17)
+        );
+        assert_eq!(String::from_utf8_lossy(&json), want);
+        let line = json.strip_suffix(b"\n").unwrap_or_default();
+        assert_eq!(
+            load_text(Wire::Json, line).and_then(parse_load),
+            Some((12, 345, 6_789_012))
+        );
+        // Text mode; one byte short: a dot straight after the numbers.
+        let text = text_of(Wire::Text, 17, None);
+        assert_eq!(text, b"L 12 345 6789012.\n");
+        assert_eq!(parse_load(&text[2..]), Some((12, 345, 6_789_012)));
+        // Already long enough: unchanged; private messages pad the same way.
+        assert_eq!(text_of(Wire::Text, 5, None), b"L 12 345 6789012\n");
+        assert_eq!(text_of(Wire::Text, 0, None), b"L 12 345 6789012\n");
+        let private = text_of(Wire::Text, 30, Some("bob"));
+        assert_eq!(private, b"@bob L 12 345 6789012 ........\n");
+    }
+
+    #[test]
     fn encodes_private_messages_and_exits() {
         let mut out = Vec::new();
         encode_message(
@@ -588,7 +665,7 @@ mod tests {
             "a",
             Some("bob"),
             None,
-            (1, 2, 3),
+            LoadText::plain(1, 2, 3),
             &mut out,
             [0; 4],
         );
@@ -597,7 +674,7 @@ mod tests {
             "a",
             None,
             Some("#load1"),
-            (1, 2, 3),
+            LoadText::plain(1, 2, 3),
             &mut out,
             [0; 4],
         );
@@ -609,7 +686,7 @@ mod tests {
             "a",
             Some("bob"),
             None,
-            (1, 2, 3),
+            LoadText::plain(1, 2, 3),
             &mut out,
             [0; 4],
         );
@@ -647,7 +724,7 @@ mod tests {
             "a",
             None,
             Some("#load3"),
-            (1, 2, 3),
+            LoadText::plain(1, 2, 3),
             &mut out,
             [0; 4],
         );
@@ -657,7 +734,7 @@ mod tests {
             "a",
             Some("b"),
             Some("#load3"),
-            (1, 3, 4),
+            LoadText::plain(1, 3, 4),
             &mut out,
             [0; 4],
         );
