@@ -34,6 +34,9 @@ use std::rc::Rc;
 /// Most ranges handed to one `writev` (Linux `IOV_MAX` is 1024).
 const MAX_IOV: usize = 256;
 
+/// Queues of at most this many ranges are written with small arrays.
+const FEW: usize = 8;
+
 /// A block is retired (no more appends) once it holds this many bytes.
 pub const BLOCK_BYTES: usize = 64 * 1024;
 
@@ -245,32 +248,13 @@ impl OutQueue {
     pub fn flush<W: Write>(&mut self, w: &mut W) -> io::Result<(usize, Flush)> {
         let mut total = 0;
         while !self.pieces.is_empty() {
-            let result = {
-                // Blocks are borrowed for the one write; nothing appends meanwhile.
-                let mut held: [Option<std::cell::Ref<'_, Vec<u8>>>; MAX_IOV] =
-                    std::array::from_fn(|_| None);
-                for (slot, p) in held.iter_mut().zip(self.pieces.iter()) {
-                    if let Src::Block(b) = &p.src {
-                        *slot = b.bytes.try_borrow().ok();
-                    }
-                }
-                let mut iov = [IoSlice::new(&[]); MAX_IOV];
-                let mut n_iov = 0;
-                for ((slot, p), held) in iov.iter_mut().zip(self.pieces.iter()).zip(held.iter()) {
-                    let bytes: &[u8] = match (&p.src, held) {
-                        (Src::Bytes(b), _) => b,
-                        (Src::Block(_), Some(v)) => v,
-                        // Borrowed elsewhere (never while a flush runs): stop here.
-                        (Src::Block(_), None) => break,
-                    };
-                    *slot = IoSlice::new(
-                        bytes
-                            .get(p.start as usize..p.end as usize)
-                            .unwrap_or_default(),
-                    );
-                    n_iov += 1;
-                }
-                w.write_vectored(iov.get(..n_iov).unwrap_or(&[]))
+            // Small stack arrays for the common case (a few ranges): the
+            // full-size ones cost a 8 KiB fill per flush, and an idle-10k
+            // broadcast flushes 11,000 connections in one turn.
+            let result = if self.pieces.len() <= FEW {
+                self.write_some::<FEW, W>(w)
+            } else {
+                self.write_some::<MAX_IOV, W>(w)
             };
             match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -290,6 +274,34 @@ impl OutQueue {
             self.pieces = VecDeque::new();
         }
         Ok((total, Flush::Done))
+    }
+
+    /// One `write_vectored` of the first `N` ranges at most.
+    fn write_some<const N: usize, W: Write>(&self, w: &mut W) -> io::Result<usize> {
+        // Blocks are borrowed for the one write; nothing appends meanwhile.
+        let mut held: [Option<std::cell::Ref<'_, Vec<u8>>>; N] = std::array::from_fn(|_| None);
+        for (slot, p) in held.iter_mut().zip(self.pieces.iter()) {
+            if let Src::Block(b) = &p.src {
+                *slot = b.bytes.try_borrow().ok();
+            }
+        }
+        let mut iov = [IoSlice::new(&[]); N];
+        let mut n_iov = 0;
+        for ((slot, p), held) in iov.iter_mut().zip(self.pieces.iter()).zip(held.iter()) {
+            let bytes: &[u8] = match (&p.src, held) {
+                (Src::Bytes(b), _) => b,
+                (Src::Block(_), Some(v)) => v,
+                // Borrowed elsewhere (never while a flush runs): stop here.
+                (Src::Block(_), None) => break,
+            };
+            *slot = IoSlice::new(
+                bytes
+                    .get(p.start as usize..p.end as usize)
+                    .unwrap_or_default(),
+            );
+            n_iov += 1;
+        }
+        w.write_vectored(iov.get(..n_iov).unwrap_or(&[]))
     }
 
     fn consume(&mut self, mut n: usize) {
