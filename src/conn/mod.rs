@@ -139,7 +139,7 @@ impl Conn {
     }
 
     /// Like [`Conn::queue`], for a range of a shared block (a broadcast).
-    pub fn queue_slice(&mut self, slice: Slice, limit: usize, books: &mut Books) -> bool {
+    pub fn queue_slice(&mut self, slice: &Slice, limit: usize, books: &mut Books) -> bool {
         if !self.make_room(slice.len(), limit, books) {
             return false;
         }

@@ -201,7 +201,7 @@ impl OutQueue {
     }
 
     /// Queues a shared slice; one that continues the last entry extends it.
-    pub fn push_slice(&mut self, s: Slice) {
+    pub fn push_slice(&mut self, s: &Slice) {
         if s.is_empty() {
             return;
         }
@@ -211,11 +211,12 @@ impl OutQueue {
             && Rc::ptr_eq(b, &s.block)
             && last.end == s.start
         {
+            // No reference taken: the run only grows.
             last.end = s.end;
             return;
         }
         self.pieces.push_back(Piece {
-            src: Src::Block(s.block),
+            src: Src::Block(s.block.clone()),
             start: s.start,
             end: s.end,
         });
@@ -377,9 +378,9 @@ mod tests {
         let mut q = OutQueue::new();
         let mut log = SharedLog::new();
         let shared = put(&mut log, "hello ");
-        q.push_slice(shared.clone());
+        q.push_slice(&shared.clone());
         q.push(chunk("world"));
-        q.push_slice(shared);
+        q.push_slice(&shared);
         assert_eq!(q.pending_bytes(), 17);
         let mut w = Trickle {
             out: Vec::new(),
@@ -401,14 +402,14 @@ mod tests {
         let mut b = OutQueue::new();
         for i in 0..1000 {
             let s = put(&mut log, &format!("line {i}\n"));
-            a.push_slice(s.clone());
-            b.push_slice(s);
+            a.push_slice(&s.clone());
+            b.push_slice(&s);
         }
         assert_eq!(a.entries(), 1, "one block, one entry");
         assert_eq!(b.entries(), 1);
         // A message for someone else in between breaks the run.
         let _other = put(&mut log, "for c only\n");
-        a.push_slice(put(&mut log, "after\n"));
+        a.push_slice(&put(&mut log, "after\n"));
         assert_eq!(a.entries(), 2);
         let mut w = Trickle {
             out: Vec::new(),
@@ -458,7 +459,7 @@ mod tests {
         let mut q = OutQueue::new();
         let big = "y".repeat(1000);
         for _ in 0..200 {
-            q.push_slice(put(&mut log, &big));
+            q.push_slice(&put(&mut log, &big));
         }
         let first = match &q.pieces.front().unwrap().src {
             Src::Block(b) => Rc::downgrade(b),
@@ -498,7 +499,7 @@ mod tests {
                             runs[q] += 1;
                         }
                         skipped[q] = false;
-                        qs[q].push_slice(s.clone());
+                        qs[q].push_slice(&s.clone());
                         want[q].extend_from_slice(&body);
                     } else {
                         skipped[q] = true;

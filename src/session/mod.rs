@@ -414,7 +414,7 @@ impl<'a> Encoded<'a> {
 
     /// The bytes for `format`, appended to `logs` on first use; `None` when
     /// that format carries nothing for this message. `buf` is scratch space.
-    pub fn get(&mut self, format: Format, logs: &mut OutLogs, buf: &mut Vec<u8>) -> Option<Slice> {
+    pub fn get(&mut self, format: Format, logs: &mut OutLogs, buf: &mut Vec<u8>) -> Option<&Slice> {
         let (msg, offset, rooms) = (self.msg, self.offset_secs, self.rooms);
         match format {
             Format::JsonLine => self
@@ -426,11 +426,11 @@ impl<'a> Encoded<'a> {
                         true
                     })
                 })
-                .clone(),
+                .as_ref(),
             Format::Text => self
                 .text
                 .get_or_insert_with(|| logs.text.append(|v| encode_message_text(msg, offset, v)))
-                .clone(),
+                .as_ref(),
             Format::WsText => self
                 .ws
                 .get_or_insert_with(|| {
@@ -442,7 +442,7 @@ impl<'a> Encoded<'a> {
                         true
                     })
                 })
-                .clone(),
+                .as_ref(),
         }
     }
 }
@@ -488,10 +488,12 @@ mod tests {
         let mut logs = OutLogs::default();
         let a = enc
             .get(Format::JsonLine, &mut logs, &mut buf)
-            .expect("json");
+            .expect("json")
+            .clone();
         let b = enc
             .get(Format::JsonLine, &mut logs, &mut buf)
-            .expect("json");
+            .expect("json")
+            .clone();
         assert_eq!(
             logs.json.current_bytes(),
             a.len(),
