@@ -398,10 +398,14 @@ SLOW_READERS_LOAD = ["--proto", "tcp-json", "--clients", "101", "--senders", "1"
                      "--slow-readers", str(SLOW_READERS), "--slow-rcvbuf", "4096",
                      "--duration", str(SLOW_READERS_CAP_SECS)]
 IDLE_CLIENTS = 11000
+# The broadcast goes out once no client has received anything for 500 ms: to
+# idle connections, after the join traffic (welcomes, lists) has ended; the
+# floor relay, which sends nothing on joining, waits the same way.
 IDLE_10K = ["--proto", "tcp-json", "--clients", str(IDLE_CLIENTS), "--ws-clients", "1000",
-            "--idle"]
+            "--idle", "--settle-ms", "500"]
 # The relay speaks no WebSocket: all 11,000 clients are TCP.
-IDLE_10K_FLOOR = ["--proto", "tcp-json", "--clients", str(IDLE_CLIENTS), "--idle"]
+IDLE_10K_FLOOR = ["--proto", "tcp-json", "--clients", str(IDLE_CLIENTS), "--idle",
+                  "--settle-ms", "500"]
 # 100 rooms of 10 (client i in #load{i mod 100}); senders 0..99 are one per room.
 ROOMS_1K = ["--proto", "tcp-json", "--clients", "1000", "--rooms", "100", "--senders", "100",
             "--messages", "100000", "--rate", "1000", "--duration", "10"]

@@ -302,7 +302,12 @@ impl OutQueue {
             );
             n_iov += 1;
         }
-        w.write_vectored(iov.get(..n_iov).unwrap_or(&[]))
+        match iov.get(..n_iov).unwrap_or(&[]) {
+            // One range (the common case when idle clients get a broadcast):
+            // a plain write(2) spares the kernel the iovec import.
+            [one] => w.write(one),
+            many => w.write_vectored(many),
+        }
     }
 
     fn consume(&mut self, mut n: usize) {

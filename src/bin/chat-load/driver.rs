@@ -511,6 +511,18 @@ impl Load {
         }
         let joined_at = Instant::now();
         on_joined();
+        if self.opts.settle_ms > 0 {
+            // Wait for the join traffic to end: quiet for settle_ms, 10 s at most.
+            let quiet_for = Duration::from_millis(self.opts.settle_ms);
+            let cap = Instant::now() + Duration::from_secs(10);
+            let mut quiet_since = Instant::now();
+            while Instant::now() < cap && quiet_since.elapsed() < quiet_for {
+                self.turn(&mut events, Duration::from_millis(20))?;
+                if !events.is_empty() {
+                    quiet_since = Instant::now();
+                }
+            }
+        }
 
         // Send phase and drain.
         let send_start = Instant::now();

@@ -30,6 +30,9 @@ usage: chat-load --addr HOST:PORT[,...] [--ws-addr HOST:PORT[,...]] --proto tcp-
   --window          unacknowledged own messages per sender (default 64)
   --connect-window  connects and joins in flight at once (default 200)
   --idle            shorthand for --senders 1 --messages 1: time for one broadcast to reach all
+  --settle-ms       once everyone joined, wait until no client has received
+                    anything for MS milliseconds (at most 10 s) before sending,
+                    so the load meets quiet connections (default 0)
   --server-pid      report the server's CPU time and peak RSS
   --json            print one JSON object as the last line of stdout
   --timeout         overall limit in seconds (default 120); exceeding it exits non-zero
@@ -140,6 +143,8 @@ pub struct Options {
     pub slow_readers: usize,
     /// SO_RCVBUF of the slow readers; 0 = the kernel's default.
     pub slow_rcvbuf: usize,
+    /// Quiet time waited for after everyone joined, before sending.
+    pub settle_ms: u64,
     /// The server's HTTP address, polled for `/stats`.
     pub stats_addr: Option<SocketAddr>,
 }
@@ -169,6 +174,7 @@ impl Options {
         let mut rooms = 0usize;
         let (mut threads, mut message_bytes) = (1usize, 0usize);
         let (mut slow_readers, mut slow_rcvbuf, mut stats_addr) = (0usize, 4096usize, None);
+        let mut settle_ms = 0u64;
         while let Some(flag) = args.next() {
             match flag.as_str() {
                 "-h" | "--help" => return Ok(None),
@@ -244,6 +250,7 @@ impl Options {
                 }
                 "--slow-readers" => slow_readers = number::<usize>(&flag, &v)?,
                 "--slow-rcvbuf" => slow_rcvbuf = number::<usize>(&flag, &v)?.min(1 << 30),
+                "--settle-ms" => settle_ms = number::<u64>(&flag, &v)?.min(10_000),
                 "--stats-addr" => stats_addr = Some(loopback_addr(&v)?),
                 _ => return Err(format!("unknown flag {flag}")),
             }
@@ -334,6 +341,7 @@ impl Options {
             message_bytes,
             slow_readers,
             slow_rcvbuf,
+            settle_ms,
             stats_addr,
         }))
     }
@@ -444,6 +452,20 @@ mod tests {
         let o = parse(&["--addr", "127.0.0.2:9", "--clients", "5", "--idle"]);
         let o = o.ok().flatten().map(|o| (o.senders, o.messages));
         assert_eq!(o, Some((1, 1)));
+    }
+
+    #[test]
+    fn settle_defaults_to_none_and_is_capped_at_ten_seconds() {
+        let base = ["--addr", "127.0.0.2:9", "--clients", "5", "--idle"];
+        let settle = |extra: &[&str]| {
+            let mut args = base.to_vec();
+            args.extend_from_slice(extra);
+            parse(&args).ok().flatten().map(|o| o.settle_ms)
+        };
+        assert_eq!(settle(&[]), Some(0));
+        assert_eq!(settle(&["--settle-ms", "500"]), Some(500));
+        assert_eq!(settle(&["--settle-ms", "99999"]), Some(10_000));
+        assert_eq!(settle(&["--settle-ms", "x"]), None);
     }
 
     #[test]
