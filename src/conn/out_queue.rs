@@ -67,6 +67,22 @@ impl Slice {
         self.end == self.start
     }
 
+    /// True when `next` starts where this slice ends, in the same block.
+    pub fn end_is(&self, next: &Slice) -> bool {
+        Rc::ptr_eq(&self.block, &next.block) && self.end == next.start
+    }
+
+    /// Takes `next` into this slice when it starts where this one ends, in
+    /// the same block; false (nothing changed) otherwise.
+    pub fn extend(&mut self, next: &Slice) -> bool {
+        if Rc::ptr_eq(&self.block, &next.block) && self.end == next.start {
+            self.end = next.end;
+            true
+        } else {
+            false
+        }
+    }
+
     /// A copy of the bytes (tests and logs).
     pub fn to_vec(&self) -> Vec<u8> {
         let b = self.block.bytes.borrow();

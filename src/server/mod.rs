@@ -234,6 +234,8 @@ pub struct Server {
     timers_for_link: Vec<(usize, Option<Instant>)>,
     /// The cluster node (`--redis`).
     cluster: Option<cluster::Cluster>,
+    /// Broadcasts being gathered into one range per recipient (`deliver`).
+    run: deliver::Run,
     core: Core,
 }
 
@@ -332,6 +334,7 @@ impl Server {
             links: Vec::new(),
             timers_for_link: Vec::new(),
             cluster: None,
+            run: deliver::Run::default(),
             core,
         })
         .map(|mut server| {
