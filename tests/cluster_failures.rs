@@ -687,3 +687,51 @@ fn a_killed_nodes_names_are_free_again_after_the_presence_ttl() {
     eprintln!("bob's name free on a {freed:?} after b was killed");
     assert!(freed < Duration::from_millis(3500), "took {freed:?}");
 }
+
+/// Two users take the same name on two nodes while Redis is away: when it
+/// comes back, one claim reaches it first; the other user is told why and
+/// disconnected, and the name stays unique.
+#[test]
+fn a_name_taken_twice_while_apart_stays_with_one_user() {
+    let mut redis = RedisServer::start();
+    let a = start_node(&redis, "ta", &[]);
+    let b = start_node(&redis, "tb", &[]);
+    redis.kill9();
+    assert!(
+        wait_for(Duration::from_secs(5), || cluster(&a)["up"] == false
+            && cluster(&b)["up"] == false),
+        "the nodes never noticed Redis was gone"
+    );
+    // Decided locally on each node: both get "twin".
+    let on_a = Peer::join(a.tcp, "twin");
+    let on_b = Peer::join(b.tcp, "twin");
+    redis.restart();
+    // One of them is told and disconnected; the other stays.
+    let told = |p: &Peer| {
+        p.find(Duration::from_millis(100), |v| {
+            v["type"] == "error" && v["code"] == "name_taken"
+        })
+        .is_some()
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), || told(&on_a) || told(&on_b)),
+        "neither user was told that the name is held on the other node"
+    );
+    let (lost, kept) = if told(&on_a) {
+        (&on_a, &on_b)
+    } else {
+        (&on_b, &on_a)
+    };
+    assert!(
+        wait_for(Duration::from_secs(5), || lost.is_closed()),
+        "the user who lost the name was not disconnected"
+    );
+    assert!(!told(kept) && !kept.is_closed(), "both users lost the name");
+    // The name is still taken on both nodes.
+    for node in [&a, &b] {
+        let p = Peer::connect(node.tcp, "TWIN");
+        p.wait("name_taken for a third twin", common::WAIT, |v| {
+            v["type"] == "error" && v["code"] == "name_taken"
+        });
+    }
+}

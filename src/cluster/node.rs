@@ -99,6 +99,11 @@ pub enum ToHub {
         room: Rc<str>,
         names: Vec<String>,
     },
+    /// The name of the local user of `conn` is held by a user on another
+    /// node (both took it while the nodes were apart): this one goes.
+    NameLost {
+        conn: ConnId,
+    },
     /// A room line that could not be posted (the cluster is out of reach):
     /// the hub numbers and delivers it locally.
     Unposted(Record),
@@ -116,6 +121,7 @@ enum Tag {
         conn: ConnId,
     },
     Refresh {
+        conn: ConnId,
         folded: String,
     },
     Script {
@@ -832,8 +838,12 @@ impl Node {
         self.next_refresh = Some(now + self.refresh_every());
         self.refresh_presence(now);
         let ttl = self.cfg.claim_ttl.as_secs().max(1).to_string();
-        let claims: Vec<Claim> = self.names.values().cloned().collect();
-        for c in claims {
+        let claims: Vec<(ConnId, Claim)> = self
+            .names
+            .iter()
+            .map(|(conn, c)| (*conn, c.clone()))
+            .collect();
+        for (conn, c) in claims {
             let folded = match self.channels.get(&c.channel) {
                 Some(Chan::User(f)) => f.clone(),
                 _ => String::new(),
@@ -841,7 +851,7 @@ impl Node {
             let args = [c.value.as_slice(), ttl.as_bytes()];
             let call = scripts::REFRESH.evalsha(&[c.key.as_slice()], &args);
             let parts = call.parts();
-            self.send(Tag::Refresh { folded }, &parts, now);
+            self.send(Tag::Refresh { conn, folded }, &parts, now);
         }
     }
 
@@ -921,9 +931,14 @@ impl Node {
                 }
                 self.out.push(ToHub::ClaimAnswered { conn, granted });
             }
-            Tag::Refresh { folded } => {
+            Tag::Refresh { conn, folded } => {
                 if frame.as_integer() == Some(0) {
-                    warn!("cluster: the name {folded} is held by another node");
+                    // Two users took this name while the nodes were apart;
+                    // the other one's claim reached Redis first.
+                    warn!("cluster: the name {folded} is held on another node: its user here goes");
+                    if self.names.contains_key(&conn) {
+                        self.out.push(ToHub::NameLost { conn });
+                    }
                 } else if let Some(e) = frame.error_message() {
                     if scripts::is_noscript(&frame) {
                         // Loaded again; the next refresh uses it.

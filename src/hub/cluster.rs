@@ -446,6 +446,21 @@ impl Hub {
         }
     }
 
+    /// Cluster mode: the name of `conn`'s user turned out to be held by a
+    /// user on another node (both took it while the nodes were apart): the
+    /// user is told why before the server ends the connection. False when
+    /// `conn` has no user.
+    pub fn name_lost(&mut self, conn: ConnId, now: Now) -> bool {
+        let Some(name) = self.name_of(conn).map(str::to_owned) else {
+            return false;
+        };
+        let text = format!(
+            "The name '{name}' was also taken on another server while the servers were apart, and it keeps it. Please join again with another name."
+        );
+        self.error(conn, ErrorCode::NameTaken, text, now);
+        true
+    }
+
     /// The name a pending claim is for.
     pub fn pending_claim_name(&self, conn: ConnId) -> Option<String> {
         self.claims.get(&conn).map(|p| p.name.clone())

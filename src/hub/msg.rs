@@ -82,6 +82,9 @@ pub enum LeaveReason {
     ProtocolError,
     /// The server is stopping.
     Drain,
+    /// Cluster mode: the name was taken on another node while the nodes were
+    /// apart, and that user keeps it.
+    NameLost,
 }
 
 impl LeaveReason {
@@ -100,6 +103,7 @@ impl LeaveReason {
             LeaveReason::OverLimit => "over output limit",
             LeaveReason::ProtocolError => "protocol error",
             LeaveReason::Drain => "server stopping",
+            LeaveReason::NameLost => "name held on another node",
         }
     }
 }

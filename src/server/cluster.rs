@@ -264,6 +264,20 @@ impl Server {
         self.cluster.as_ref().is_some_and(|c| c.node.has_news())
     }
 
+    /// Ends `conn` (its queued output, the hub's last words included, goes
+    /// out first).
+    fn end_conn(&mut self, conn: crate::hub::ConnId, why: crate::hub::LeaveReason) {
+        let Some(c) = usize::try_from(conn.key)
+            .ok()
+            .and_then(|k| self.conns.get_mut(k))
+            .filter(|c| c.id == conn)
+        else {
+            return;
+        };
+        let (now, linger) = (self.core.now.mono, self.core.cfg.linger_timeout);
+        c.end(why, now, linger, &mut self.core.books);
+    }
+
     fn tell_hub(&mut self, n: ToHub) {
         let now = self.core.now;
         match n {
@@ -299,6 +313,11 @@ impl Server {
                 self.hub.deliver_private(&folded, from, text, now);
             }
             ToHub::Presence { room, name, on } => self.hub.remote_presence(&room, &name, on),
+            ToHub::NameLost { conn } => {
+                if self.hub.name_lost(conn, now) {
+                    self.end_conn(conn, crate::hub::LeaveReason::NameLost);
+                }
+            }
             ToHub::Members { room, names } => self.hub.room_members(&room, names),
             ToHub::Unposted(rec) => self.hub.post_locally(history::message_of(rec), now),
         }

@@ -322,7 +322,10 @@ impl Server {
             conns: Slab::new(),
             hub,
             scratch: vec![0; SCRATCH_BYTES],
-            serial: 0,
+            // Started at a per-run value: a connection's (key, serial) is then
+            // not the same as one of an earlier run of this node, so a name
+            // claim that run left in Redis is never taken for this run's.
+            serial: run_serial(unix_ms),
             timers,
             accept_paused: false,
             accept_again: [false; 3],
@@ -915,6 +918,16 @@ fn open_history(
         store.epoch()
     );
     Ok(store)
+}
+
+/// The first connection serial of this run: the start time and process id
+/// mixed (splitmix64), different from one run to the next.
+fn run_serial(unix_ms: u64) -> u32 {
+    let mut z = unix_ms ^ (u64::from(std::process::id()) << 32);
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) as u32
 }
 
 /// A fresh history epoch: the start time and process id, in hex.
