@@ -343,23 +343,13 @@ impl Hub {
             self.error(conn, ErrorCode::BadFormat, text, now);
             return;
         }
-        if self.cfg.cluster && self.cluster_up {
-            // Set on every node (this one too) when it comes back.
-            let msg = Rc::new(Message {
-                ts_ms: now.unix_ms,
-                event: Event::Topic {
-                    room: name.clone(),
-                    topic,
-                    by,
-                },
-                room: Some(RoomTag { name, seq: None }),
-            });
-            self.outbox.push(Pending::Post(msg));
-            return;
+        // Clustered, the change is set on every node (this one too) when it
+        // comes back; else here, stored under the seq of the room's latest line.
+        let clustered = self.cfg.cluster && self.cluster_up;
+        let seq = (!clustered).then_some(r.seq);
+        if !clustered {
+            r.topic = topic.clone();
         }
-        r.topic = topic.clone();
-        // A topic change is stored under the seq of the room's latest line.
-        let seq = r.seq;
         let msg = Rc::new(Message {
             ts_ms: now.unix_ms,
             event: Event::Topic {
@@ -367,11 +357,12 @@ impl Hub {
                 topic,
                 by,
             },
-            room: Some(RoomTag {
-                name,
-                seq: Some(seq),
-            }),
+            room: Some(RoomTag { name, seq }),
         });
+        if clustered {
+            self.outbox.push(Pending::Post(msg));
+            return;
+        }
         self.outbox.push(Pending::Persist(msg.clone()));
         let to = Target::Room {
             room: room_id,
