@@ -106,13 +106,16 @@ impl Link {
         }
     }
 
-    /// Like [`Link::decode`], but stops right after the first event, so the
-    /// caller can act on it before any later frame is decoded (control
-    /// replies keep their wire order). Returns 0 used only when the rest is
-    /// an unfinished frame header; no event then means the input ran out.
-    fn decode_one(
+    /// Decodes `input` into `events`; control replies go out first. With
+    /// `one`, stops right after the first event, so the caller can act on it
+    /// before any later frame is decoded (control replies keep their wire
+    /// order); 0 used then means the rest is an unfinished frame header.
+    /// Returns (bytes used, closing started by this input). The buffers are
+    /// the caller's, so an idle WebSocket keeps no allocation of its own.
+    fn decode(
         &mut self,
         input: &[u8],
+        one: bool,
         ctx: &Ctx<'_>,
         events: &mut Vec<WsEvent>,
         out: &mut Vec<Out>,
@@ -121,35 +124,16 @@ impl Link {
         self.ping_sent = None;
         let mut reply = Vec::new();
         let was_closing = self.codec.is_closing();
-        let n = self
-            .codec
-            .handle_bytes_until_event(input, events, &mut reply);
+        let n = if one {
+            self.codec
+                .handle_bytes_until_event(input, events, &mut reply)
+        } else {
+            self.codec.handle_bytes(input, events, &mut reply)
+        };
         Link::send(reply, out);
         (n, self.codec.is_closing() && !was_closing)
     }
 
-    /// Decodes `input` into `events`; control replies go out first. Returns
-    /// (bytes used, closing started by this input). The buffers are the
-    /// caller's, so an idle WebSocket keeps no allocation of its own.
-    fn decode(
-        &mut self,
-        input: &[u8],
-        ctx: &Ctx<'_>,
-        events: &mut Vec<WsEvent>,
-        out: &mut Vec<Out>,
-    ) -> (usize, bool) {
-        self.last_read = ctx.now;
-        self.ping_sent = None;
-        let mut reply = Vec::new();
-        let was_closing = self.codec.is_closing();
-        let n = self.codec.handle_bytes(input, events, &mut reply);
-        if !reply.is_empty() {
-            out.push(Out::Send(Rc::from(reply)));
-        }
-        (n, self.codec.is_closing() && !was_closing)
-    }
-
-    /// Sends what a codec call wrote (a close, a ping), if anything.
     fn send(reply: Vec<u8>, out: &mut Vec<Out>) {
         if !reply.is_empty() {
             out.push(Out::Send(Rc::from(reply)));
@@ -262,7 +246,7 @@ impl WsChatSession {
         let (mut closing_started, mut peer_closed) = (false, false);
         while !self.link.ended && !self.join_pending {
             let rest = input.get(used..).unwrap_or_default();
-            let (n, started) = self.link.decode_one(rest, ctx, &mut events, out);
+            let (n, started) = self.link.decode(rest, true, ctx, &mut events, out);
             used += n;
             closing_started |= started;
             let Some(ev) = events.pop() else {
@@ -375,7 +359,7 @@ impl EchoSession {
             return input.len();
         }
         let mut events = Vec::new();
-        let (n, closing_started) = self.link.decode(input, ctx, &mut events, out);
+        let (n, closing_started) = self.link.decode(input, false, ctx, &mut events, out);
         let mut peer_closed = false;
         for ev in &events {
             let (opcode, payload) = match ev {
